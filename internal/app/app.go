@@ -1,0 +1,428 @@
+// Package app is Blueprint's composition root: it turns a configuration
+// into running roles. It opens the engines a process needs (SQLite, object
+// storage, the embedded broker or a connection to one), builds the
+// services on them, and starts the roles in dependency order — origin,
+// edge, frontend servers, gateway with its load balancer, worker — and
+// stops them in reverse, letting in-flight work finish.
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/blueprint-media/blueprint/internal/abr"
+	"github.com/blueprint-media/blueprint/internal/account"
+	"github.com/blueprint-media/blueprint/internal/blob"
+	"github.com/blueprint-media/blueprint/internal/config"
+	"github.com/blueprint-media/blueprint/internal/edge"
+	"github.com/blueprint-media/blueprint/internal/frontend"
+	"github.com/blueprint-media/blueprint/internal/gateway"
+	"github.com/blueprint-media/blueprint/internal/httpx"
+	"github.com/blueprint-media/blueprint/internal/idgen"
+	"github.com/blueprint-media/blueprint/internal/lb"
+	"github.com/blueprint-media/blueprint/internal/media"
+	"github.com/blueprint-media/blueprint/internal/origin"
+	"github.com/blueprint-media/blueprint/internal/queue"
+	"github.com/blueprint-media/blueprint/internal/ratelimit"
+	"github.com/blueprint-media/blueprint/internal/sqlstore"
+	"github.com/blueprint-media/blueprint/internal/telemetry"
+	"github.com/blueprint-media/blueprint/internal/upload"
+	"github.com/blueprint-media/blueprint/internal/web"
+	"github.com/blueprint-media/blueprint/internal/worker"
+)
+
+// ShutdownTimeout bounds how long Stop waits for in-flight work.
+const ShutdownTimeout = 30 * time.Second
+
+// App is one Blueprint process.
+type App struct {
+	cfg    config.Config
+	logger *slog.Logger
+	reg    *prometheus.Registry
+	checks *telemetry.Checks
+
+	db     *sqlstore.DB
+	blobs  blob.Store
+	broker *queue.Broker
+	q      *queue.Queue
+	media  *media.Service
+
+	admin     *httpx.Server
+	gatewaySv *httpx.Server
+	originSv  *httpx.Server
+	edgeSv    *httpx.Server
+	frontends []*httpx.Server
+	balancer  *lb.Balancer
+	edge      *edge.Edge
+	worker    *worker.Worker
+
+	stops  []func(context.Context) error // run in reverse order
+	bg     sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+// URLs are where a running App's listeners are.
+type URLs struct {
+	Gateway, Admin, Edge, Origin, Broker string
+	Frontends                            []string
+}
+
+// New returns an App for cfg; Start runs it.
+func New(cfg config.Config, logger *slog.Logger) *App {
+	return &App{cfg: cfg, logger: logger, reg: telemetry.NewRegistry(), checks: &telemetry.Checks{}}
+}
+
+// Registry returns the process's metrics registry.
+func (a *App) Registry() *prometheus.Registry { return a.reg }
+
+// URLs returns the bound listener URLs (empty for roles not run here).
+func (a *App) URLs() URLs {
+	var u URLs
+	for _, p := range []struct {
+		s   *httpx.Server
+		dst *string
+	}{{a.gatewaySv, &u.Gateway}, {a.admin, &u.Admin}, {a.edgeSv, &u.Edge}, {a.originSv, &u.Origin}} {
+		if p.s != nil {
+			*p.dst = p.s.URL()
+		}
+	}
+	for _, f := range a.frontends {
+		u.Frontends = append(u.Frontends, f.URL())
+	}
+	if a.broker != nil {
+		u.Broker = a.broker.ClientURL()
+	}
+	return u
+}
+
+func (a *App) onStop(f func(context.Context) error) { a.stops = append(a.stops, f) }
+
+// Start starts every configured role. On error it stops what it started.
+func (a *App) Start(ctx context.Context) error {
+	if err := a.start(ctx); err != nil {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.Stop(stopCtx)
+		return err
+	}
+	a.checks.SetReady(true)
+	a.logger.Info("blueprint ready", "roles", strings.Join(a.cfg.Roles, ","))
+	return nil
+}
+
+func (a *App) start(ctx context.Context) error {
+	cfg := a.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("app: data dir: %w", err)
+	}
+	bgCtx, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+
+	// The admin listener first, so /healthz answers during start-up.
+	admin, err := httpx.Listen("admin", cfg.AdminAddr, telemetry.AdminHandler(a.reg, a.checks), a.logger)
+	if err != nil {
+		return err
+	}
+	a.admin = admin
+	admin.Start(ctx)
+	a.onStop(admin.Stop)
+
+	has := cfg.HasRole
+	needDB := has("gateway") || has("frontend") || has("worker")
+	needBlob := has("frontend") || has("worker") || has("origin")
+	needQueue := has("frontend") || has("worker")
+
+	secret, err := a.secret()
+	if err != nil {
+		return err
+	}
+	if needDB {
+		path := filepath.Join(cfg.DataDir, "blueprint.db")
+		if cfg.Database.URL != "" {
+			p, ok := strings.CutPrefix(cfg.Database.URL, "sqlite:")
+			if !ok {
+				return fmt.Errorf("app: database.url: only sqlite:PATH is supported in this version")
+			}
+			path = p
+		}
+		db, err := sqlstore.Open(ctx, path)
+		if err != nil {
+			return err
+		}
+		a.db = db
+		a.onStop(func(context.Context) error { return db.Close() })
+		a.checks.Add("database", db.Ping)
+	}
+	if needBlob {
+		dir := filepath.Join(cfg.DataDir, "objects")
+		if cfg.Blob.URL != "" {
+			d, ok := strings.CutPrefix(cfg.Blob.URL, "file://")
+			if !ok {
+				return fmt.Errorf("app: blob.url: only file://DIR is supported in this version")
+			}
+			dir = d
+		}
+		store, err := blob.NewDisk(dir)
+		if err != nil {
+			return err
+		}
+		a.blobs = store
+	}
+	if has("broker") {
+		a.broker = queue.NewBroker(queue.BrokerConfig{StoreDir: filepath.Join(cfg.DataDir, "broker"), Addr: cfg.Broker.Addr}, a.logger)
+		if err := a.broker.Start(ctx); err != nil {
+			return err
+		}
+		a.onStop(a.broker.Stop)
+	}
+	if needQueue {
+		q, err := queue.Connect(ctx, cfg.Queue.URL, a.broker, a.logger)
+		if err != nil {
+			return err
+		}
+		a.q = q
+		a.onStop(func(context.Context) error { q.Close(); return nil })
+		a.checks.Add("queue", func(ctx context.Context) error { _, err := q.Depth(ctx); return err })
+		depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "blueprint", Subsystem: "queue", Name: "depth", Help: "Jobs waiting or in flight on the job stream.",
+		}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			d, _ := q.Depth(ctx)
+			return float64(d)
+		})
+		a.reg.MustRegister(depth)
+	}
+
+	// Origin and edge.
+	if has("origin") {
+		sv, err := httpx.Listen("origin", cfg.Origin.Addr, origin.Handler(a.blobs), a.logger)
+		if err != nil {
+			return err
+		}
+		a.originSv = sv
+		sv.Start(ctx)
+		a.onStop(sv.Stop)
+	}
+	edgeURL := cfg.Edge.PublicURL
+	if has("edge") {
+		originURL := cfg.Edge.Origin
+		if originURL == "" {
+			if a.originSv == nil {
+				return errors.New("app: edge.origin: the edge role needs an origin: run the origin role here or set edge.origin")
+			}
+			originURL = a.originSv.URL()
+		}
+		e, err := edge.New(edge.Config{
+			Origin: originURL, CacheDir: filepath.Join(cfg.DataDir, "edge"),
+			MemoryBytes: int64(cfg.Edge.MemoryBytes), DiskBytes: int64(cfg.Edge.DiskBytes), MaxObjectBytes: int64(cfg.Edge.MaxObjectBytes),
+		}, a.logger.With("role", "edge"), a.reg)
+		if err != nil {
+			return err
+		}
+		a.edge = e
+		if err := e.Start(ctx); err != nil {
+			return err
+		}
+		a.onStop(e.Stop)
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+		mux.Handle("/", e)
+		sv, err := httpx.Listen("edge", cfg.Edge.Addr, mux, a.logger)
+		if err != nil {
+			return err
+		}
+		a.edgeSv = sv
+		sv.Start(ctx)
+		a.onStop(sv.Stop)
+		if edgeURL == "" {
+			edgeURL = sv.URL()
+		}
+	}
+	if edgeURL == "" {
+		_, port, _ := net.SplitHostPort(cfg.Edge.Addr)
+		edgeURL = "http://localhost:" + port
+	}
+	edgeURL = strings.TrimSuffix(edgeURL, "/")
+
+	// Services.
+	ids := idgen.New()
+	var accounts *account.Service
+	if a.db != nil {
+		accounts = account.New(a.db, ids, account.Config{SessionTTL: cfg.Account.SessionTTL, MinPasswordLength: cfg.Account.MinPasswordLength})
+		a.media = media.New(a.db, a.q, edgeURL+origin.Prefix, a.logger)
+	}
+
+	// Frontend servers.
+	if has("frontend") {
+		uploads, err := upload.New(upload.Config{Dir: filepath.Join(cfg.DataDir, "uploads"), MaxBytes: int64(cfg.Upload.MaxBytes)},
+			a.db, a.blobs, a.media, ids, a.logger, a.reg)
+		if err != nil {
+			return err
+		}
+		pages, err := web.NewPages()
+		if err != nil {
+			return err
+		}
+		deps := frontend.Deps{
+			Accounts: accounts, Media: a.media, Uploads: uploads, Pages: pages, Secret: secret,
+			SecureCookie: strings.HasPrefix(cfg.PublicURL, "https://"), SessionTTL: cfg.Account.SessionTTL,
+			MaxBodyBytes: int64(cfg.Gateway.MaxBodyBytes), MaxUpload: int64(cfg.Upload.MaxBytes),
+			Logger: a.logger, Requests: frontend.NewRequestsMetric(a.reg),
+		}
+		for i := range cfg.Frontend.Instances {
+			name := fmt.Sprintf("frontend-%d", i+1)
+			fe, err := frontend.New(name, deps)
+			if err != nil {
+				return err
+			}
+			sv, err := httpx.Listen(name, cfg.Frontend.Addr, fe.Handler(), a.logger)
+			if err != nil {
+				return err
+			}
+			a.frontends = append(a.frontends, sv)
+			sv.Start(ctx)
+			a.onStop(sv.Stop)
+		}
+		a.background(bgCtx, "reconcile", 5*time.Second, func(ctx context.Context) error {
+			n, err := a.media.Reconcile(ctx)
+			if n > 0 {
+				a.logger.Info("re-published jobs", "count", n)
+			}
+			return err
+		})
+		a.background(bgCtx, "upload-sweep", 10*time.Minute, func(ctx context.Context) error {
+			_, err := uploads.Sweep(ctx, 10*time.Minute)
+			return err
+		})
+	}
+
+	// Gateway and load balancer.
+	if has("gateway") {
+		backends := cfg.LB.Backends
+		if len(backends) == 0 {
+			for _, f := range a.frontends {
+				backends = append(backends, f.URL())
+			}
+		}
+		if len(backends) == 0 {
+			return errors.New("app: lb.backends: the gateway needs frontend servers: run the frontend role here or set lb.backends")
+		}
+		bal, err := lb.New(lb.Config{Strategy: cfg.LB.Strategy, HealthInterval: cfg.LB.HealthInterval}, backends, a.logger.With("role", "lb"), a.reg)
+		if err != nil {
+			return err
+		}
+		if err := bal.Start(ctx); err != nil {
+			return err
+		}
+		a.balancer = bal
+		a.onStop(bal.Stop)
+		limiter, err := ratelimit.New(ratelimit.Config{Rate: cfg.Gateway.RateLimit, Burst: cfg.Gateway.RateBurst})
+		if err != nil {
+			return err
+		}
+		gw := gateway.New(gateway.Config{
+			MaxBodyBytes: int64(cfg.Gateway.MaxBodyBytes), MaxUploadBytes: int64(cfg.Upload.MaxBytes) + 1<<20,
+			TrustedProxy: cfg.Gateway.TrustedProxy, Secret: secret,
+		}, accounts, bal, limiter, a.logger.With("role", "gateway"), a.reg)
+		sv, err := httpx.Listen("gateway", cfg.HTTPAddr, gw.Handler(), a.logger)
+		if err != nil {
+			return err
+		}
+		a.gatewaySv = sv
+		sv.Start(ctx)
+		a.onStop(sv.Stop)
+	}
+
+	if has("worker") {
+		w := worker.New(worker.Config{
+			Concurrency: cfg.Worker.Concurrency, AckWait: cfg.Queue.AckWait, MaxDeliver: cfg.Queue.MaxDeliver,
+			ScratchDir: filepath.Join(cfg.DataDir, "work"),
+			Tools:      abr.Tools{FFmpeg: cfg.Worker.FFmpeg, FFprobe: cfg.Worker.FFprobe},
+			Limits:     abr.Limits{MaxPixels: cfg.Worker.MaxPixels},
+			SegmentSeconds: cfg.Worker.SegmentSeconds, Preset: cfg.Worker.Preset, Threads: cfg.Worker.FFmpegThreads,
+		}, a.q, a.blobs, a.media, a.logger.With("role", "worker"), a.reg)
+		if err := w.Start(ctx); err != nil {
+			return err
+		}
+		a.worker = w
+		a.onStop(w.Stop)
+	}
+	return nil
+}
+
+// background runs f every period until Stop.
+func (a *App) background(ctx context.Context, name string, period time.Duration, f func(context.Context) error) {
+	a.bg.Go(func() {
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := f(ctx); err != nil && ctx.Err() == nil {
+					a.logger.Warn("background task failed", "task", name, "err", err)
+				}
+			}
+		}
+	})
+}
+
+// Stop stops the roles in reverse start order. In-flight requests and jobs
+// get until ctx ends to finish.
+func (a *App) Stop(ctx context.Context) error {
+	a.checks.SetReady(false)
+	if a.cancel != nil {
+		a.cancel()
+	}
+	a.bg.Wait()
+	var errs []error
+	for i := len(a.stops) - 1; i >= 0; i-- {
+		if err := a.stops[i](ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	a.stops = nil
+	return errors.Join(errs...)
+}
+
+// secret returns the configured secret, or one generated once and kept in
+// the data directory.
+func (a *App) secret() ([]byte, error) {
+	if a.cfg.Secret != "" {
+		return []byte(a.cfg.Secret), nil
+	}
+	path := filepath.Join(a.cfg.DataDir, "secret")
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	buf := make([]byte, 32)
+	rand.Read(buf)
+	s := []byte(hex.EncodeToString(buf))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if errors.Is(err, os.ErrExist) { // another process won the race
+		return os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("app: secret: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.Write(s); err != nil {
+		return nil, fmt.Errorf("app: secret: %w", err)
+	}
+	return s, f.Sync()
+}
