@@ -82,11 +82,12 @@ func absOr(p string) string {
 // ArgsHLS returns the ffmpeg arguments (without the program name) that
 // TranscodeHLS runs for o, after applying the same defaults.
 //
-// Shape: one input, a filter graph "[0:v]split=N" feeding one scale per
-// rung, N libx264 encodes (plus N AAC encodes of the first audio stream
-// when the source has audio), keyframes forced every SegmentSeconds, and
-// the HLS muxer writing fMP4 segments, one media playlist per rung
-// (OutDir/v<i>/index.m3u8) and OutDir/master.m3u8.
+// Shape: one input; a filter graph "[0:V:0]split=N" (the first video
+// stream that is not cover art) feeding one scale per rung; N libx264
+// encodes (plus N AAC encodes of the first audio stream when the source
+// has audio); keyframes forced every SegmentSeconds; the HLS muxer writing
+// fMP4 segments, one media playlist per rung (OutDir/v<i>/index.m3u8) and
+// OutDir/master.m3u8.
 func ArgsHLS(o TranscodeOptions) []string {
 	o = o.withDefaults()
 	src, out := absOr(o.Src), absOr(o.OutDir)
@@ -97,7 +98,7 @@ func ArgsHLS(o TranscodeOptions) []string {
 	args := inputArgs(o.Limits, o.Threads, o.Info.Format, src)
 
 	var fc strings.Builder
-	fmt.Fprintf(&fc, "[0:v]split=%d", n)
+	fmt.Fprintf(&fc, "[0:V:0]split=%d", n) // V: not cover art
 	for i := range n {
 		fmt.Fprintf(&fc, "[s%d]", i)
 	}

@@ -127,7 +127,7 @@ func ImageVariants(ctx context.Context, t Tools, lim Limits, src string, info In
 		}
 	}()
 	var fc strings.Builder
-	fmt.Fprintf(&fc, "[0:v]split=%d", len(variants))
+	fmt.Fprintf(&fc, "[0:v:0]split=%d", len(variants))
 	for i := range variants {
 		fmt.Fprintf(&fc, "[i%d]", i)
 	}

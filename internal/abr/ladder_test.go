@@ -124,7 +124,7 @@ func TestArgsHLSShape(t *testing.T) {
 	args := strings.Join(ArgsHLS(o), " ")
 	for _, want := range []string{
 		"-var_stream_map v:0 v:1 v:2",
-		"[0:v]split=3[s0][s1][s2];[s0]scale=w=640:h=360,setsar=1[v0]",
+		"[0:V:0]split=3[s0][s1][s2];[s0]scale=w=640:h=360,setsar=1[v0]",
 		"-force_key_frames expr:gte(t,n_forced*2)",
 		"-sc_threshold 0",
 		"-protocol_whitelist file,pipe",

@@ -258,6 +258,10 @@ func (s *Server) apiVideos(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) apiUpload(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodHead { // "GET" patterns match HEAD too; HEAD is tus's offset query
+		s.tus.ServeHTTP(w, r.WithContext(upload.WithIdentity(r.Context(), ident(r))))
+		return
+	}
 	id := ident(r)
 	if id.UserID == 0 {
 		httpx.Error(w, r, s.d.Logger, errs.E(errs.Unauthorized, "log in first"))

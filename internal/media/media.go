@@ -44,7 +44,7 @@ type Rendition struct {
 	Width     int    `json:"width"`
 	Height    int    `json:"height"`
 	Bandwidth int    `json:"bandwidth,omitempty"`
-	Key       string `json:"-"`
+	Key       string `json:"key"`
 	URL       string `json:"url"`
 }
 

@@ -15,6 +15,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
+	_ "image/jpeg" // image variants are JPEG
+	_ "image/png"
 	"io"
 	"log/slog"
 	"os"
@@ -221,7 +224,7 @@ func (w *Worker) process(ctx context.Context, v media.Video, log *slog.Logger) (
 			if err := w.store(ctx, filepath.Join(out, f), key); err != nil {
 				return media.Result{}, err
 			}
-			wd, ht := w.dimensions(ctx, filepath.Join(out, f))
+			wd, ht := dimensions(filepath.Join(out, f))
 			res.Renditions = append(res.Renditions, media.Rendition{Name: strings.TrimSuffix(f, filepath.Ext(f)), Width: wd, Height: ht, Key: key})
 		}
 		if len(res.Renditions) > 0 {
@@ -278,12 +281,18 @@ func (w *Worker) process(ctx context.Context, v media.Video, log *slog.Logger) (
 	return res, nil
 }
 
-func (w *Worker) dimensions(ctx context.Context, path string) (int, int) {
-	info, err := abr.Probe(ctx, w.cfg.Tools, w.cfg.Limits, path)
+// dimensions reads the size of an image we wrote from its header.
+func dimensions(path string) (int, int) {
+	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0
 	}
-	return info.Width, info.Height
+	defer f.Close()
+	c, _, err := image.DecodeConfig(f)
+	if err != nil {
+		return 0, 0
+	}
+	return c.Width, c.Height
 }
 
 func (w *Worker) fetch(ctx context.Context, key, dst string) error {
