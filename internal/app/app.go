@@ -350,9 +350,9 @@ func (a *App) start(ctx context.Context) error {
 	if has("worker") {
 		w := worker.New(worker.Config{
 			Concurrency: cfg.Worker.Concurrency, AckWait: cfg.Queue.AckWait, MaxDeliver: cfg.Queue.MaxDeliver,
-			ScratchDir: filepath.Join(cfg.DataDir, "work"),
-			Tools:      abr.Tools{FFmpeg: cfg.Worker.FFmpeg, FFprobe: cfg.Worker.FFprobe},
-			Limits:     abr.Limits{MaxPixels: cfg.Worker.MaxPixels},
+			ScratchDir:     filepath.Join(cfg.DataDir, "work"),
+			Tools:          abr.Tools{FFmpeg: cfg.Worker.FFmpeg, FFprobe: cfg.Worker.FFprobe},
+			Limits:         abr.Limits{MaxPixels: cfg.Worker.MaxPixels},
 			SegmentSeconds: cfg.Worker.SegmentSeconds, Preset: cfg.Worker.Preset, Threads: cfg.Worker.FFmpegThreads,
 		}, a.q, a.blobs, a.media, a.logger.With("role", "worker"), a.reg)
 		if err := w.Start(ctx); err != nil {

@@ -114,13 +114,13 @@ type Upload struct {
 
 // Worker configures the media processing workers.
 type Worker struct {
-	Concurrency    int      `yaml:"concurrency" help:"jobs processed at once by this process"`
-	MaxPixels      int64    `yaml:"max_pixels" help:"largest frame or image, in pixels"`
-	SegmentSeconds int      `yaml:"segment_seconds" help:"HLS segment length"`
-	Preset         string   `yaml:"preset" help:"x264 preset"`
-	FFmpegThreads  int      `yaml:"ffmpeg_threads" help:"threads per ffmpeg run (0 = ffmpeg decides)"`
-	FFmpeg         string   `yaml:"ffmpeg" help:"path of ffmpeg"`
-	FFprobe        string   `yaml:"ffprobe" help:"path of ffprobe"`
+	Concurrency    int    `yaml:"concurrency" help:"jobs processed at once by this process"`
+	MaxPixels      int64  `yaml:"max_pixels" help:"largest frame or image, in pixels"`
+	SegmentSeconds int    `yaml:"segment_seconds" help:"HLS segment length"`
+	Preset         string `yaml:"preset" help:"x264 preset"`
+	FFmpegThreads  int    `yaml:"ffmpeg_threads" help:"threads per ffmpeg run (0 = ffmpeg decides)"`
+	FFmpeg         string `yaml:"ffmpeg" help:"path of ffmpeg"`
+	FFprobe        string `yaml:"ffprobe" help:"path of ffprobe"`
 }
 
 // Account configures sign-up and sessions.

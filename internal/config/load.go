@@ -266,7 +266,7 @@ func (f flagValue) String() string {
 	return f.l.String()
 }
 func (f flagValue) Set(s string) error { return f.l.set(s) }
-func (f flagValue) IsBoolFlag() bool  { return f.l.v.IsValid() && f.l.v.Kind() == reflect.Bool }
+func (f flagValue) IsBoolFlag() bool   { return f.l.v.IsValid() && f.l.v.Kind() == reflect.Bool }
 
 type discard struct{}
 

@@ -135,7 +135,7 @@ func (s *Service) Handler() (http.Handler, error) {
 		// tusd logs through golang.org/x/exp/slog; only its warnings and
 		// errors are worth a line next to the access log.
 		Logger: expslog.New(expslog.NewJSONHandler(os.Stderr, &expslog.HandlerOptions{Level: expslog.LevelWarn})).With("component", "tusd"),
-		Cors:                      &tushandler.CorsConfig{Disable: true},
+		Cors:   &tushandler.CorsConfig{Disable: true},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("upload: %w", err)
