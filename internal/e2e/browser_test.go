@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+)
+
+// newBrowser starts a headless Debian Chromium with its own profile.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	requireTool(t, "chromium")
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath("/usr/bin/chromium"),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoSandbox,
+		chromedp.Flag("headless", "new"),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil { // launches the browser
+		t.Fatalf("chromium did not start: %v", err)
+	}
+	return ctx
+}
+
+// TestBrowserUploadAndPlayback drives the real web UI in headless
+// Chromium: log in through the form, upload through the upload page
+// (tus-js-client), land on the watch page, and play the HLS stream with
+// hls.js until playback is past 2 s.
+func TestBrowserUploadAndPlayback(t *testing.T) {
+	p := startPlatform(t, nil)
+	c := p.user(t, "bea")
+	clip := filepath.Join(clipDir(t), "browser.mp4")
+	makeClip(t, clip, 854, 480, 8, true)
+
+	bctx := newBrowser(t)
+	ctx, cancel := context.WithTimeout(bctx, 3*time.Minute)
+	defer cancel()
+	base := p.urls.Gateway
+
+	// Log in through the form.
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/login?next=/upload"),
+		chromedp.WaitVisible(`input[name=username]`),
+		chromedp.SendKeys(`input[name=username]`, "bea"),
+		chromedp.SendKeys(`input[name=password]`, "password-bea"),
+		chromedp.Submit(`input[name=password]`),
+		chromedp.WaitVisible(`#upload-form`),
+	)
+	if err != nil {
+		t.Fatalf("log in: %v", err)
+	}
+	who, err := chromedp.Run(ctx, chromedp.Text(`.who`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if who != "bea" {
+		t.Fatalf("logged in as %q", who)
+	}
+
+	// Upload through the page; it redirects to the watch page when done.
+	err = chromedp.Do(ctx,
+		chromedp.SetUploadFiles(`#file`, []string{clip}),
+		chromedp.SendKeys(`#title`, "Browser upload"),
+		chromedp.Click(`#start`),
+		chromedp.WaitVisible(`article.watch`),
+	)
+	if err != nil {
+		status, _ := chromedp.Run(ctx, chromedp.Text(`#status`))
+		t.Fatalf("upload through the page: %v (status: %q)", err, status)
+	}
+	watchURL, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(watchURL, "/watch/") {
+		t.Fatalf("after upload the browser is at %s", watchURL)
+	}
+	id := watchURL[strings.LastIndex(watchURL, "/")+1:]
+	v, err := c.WaitReady(ctx, id, 250*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Title != "Browser upload" {
+		t.Fatalf("title %q", v.Title)
+	}
+
+	// The page polls the status and reloads itself once ready; then
+	// hls.js plays. Assert that playback advances past 2 s.
+	deadline := time.Now().Add(90 * time.Second)
+	var current float64
+	for time.Now().Before(deadline) {
+		var err error
+		current, err = chromedp.Run(ctx,
+			chromedp.Evaluate[float64](`(function(){const v=document.getElementById('video'); if(!v) return -1; if(v.paused) v.play().catch(()=>{}); return v.currentTime;})()`),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if current > 2 {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if current <= 2 {
+		diag, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`JSON.stringify({status: document.querySelector('article.watch').dataset.status, src: (document.getElementById('video')||{}).dataset, err: (document.getElementById('video')||{}).error, hls: !!window.blueprintHls, mse: !!window.MediaSource, h264: window.MediaSource && MediaSource.isTypeSupported('video/mp4; codecs="avc1.64001f,mp4a.40.2"')})`))
+		t.Fatalf("playback did not advance past 2 s (currentTime %.2f); page: %s", current, diag)
+	}
+	levels, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`window.blueprintHls ? window.blueprintHls.levels.length : 0`))
+	if levels < 3 {
+		t.Fatalf("hls.js sees %d quality levels, want ≥ 3", levels)
+	}
+	options, _ := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll('#quality option').length`))
+	if options < 4 { // Auto + 3 rungs
+		t.Fatalf("quality selector has %d options", options)
+	}
+	t.Logf("playback at %.2f s with %d levels", current, levels)
+
+	// Screenshot for humans (kept when BLUEPRINT_SCREENSHOTS is set).
+	if dir := os.Getenv("BLUEPRINT_SCREENSHOTS"); dir != "" {
+		png, _ := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+		os.WriteFile(filepath.Join(dir, "watch.png"), png, 0o644)
+	}
+}
