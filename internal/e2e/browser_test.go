@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
 )
 
 // newBrowser starts a headless Debian Chromium with its own profile.
