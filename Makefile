@@ -1,0 +1,36 @@
+# Blueprint — the two commands a new user needs are `make run` and `make test`.
+SHELL := /bin/bash
+export PATH := $(PATH):/usr/local/go/bin
+GO ?= go
+BIN := bin/blueprint
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/blueprint-media/blueprint/internal/cli.Version=$(VERSION)
+
+.PHONY: run build test test-short lint bench clean deps
+
+## run: build and start every role on embedded engines (http://localhost:8080)
+run: build
+	@scripts/deps.sh run
+	./$(BIN) --log-format text
+
+## build: the single binary
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/blueprint
+
+## test: the whole suite — unit, conformance, fuzz seeds, end-to-end, browser
+test:
+	@scripts/deps.sh test
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l cmd internal client bench)" || { echo "gofmt needed:"; gofmt -l cmd internal client bench; exit 1; }
+	$(GO) test -race -count=1 -timeout 25m ./...
+
+## test-short: everything except the end-to-end tests
+test-short:
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /internal/e2e)
+
+## bench: side-by-side benchmarks (see bench/README.md)
+bench:
+	bench/abr/run.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what Blueprint needs from Debian packages when it is missing:
+# ffmpeg (ffmpeg + ffprobe) to run, plus chromium for the browser tests.
+# Usage: scripts/deps.sh run|test. As root it runs apt-get; otherwise it
+# says what to install. Idempotent: does nothing when all is there.
+set -euo pipefail
+mode=${1:-run}
+need=()
+command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
+if [ "$mode" = test ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+fi
+if ! command -v go >/dev/null 2>&1; then
+  echo "Go is not on PATH. Blueprint needs Go 1.26 or newer (https://go.dev/dl/; /usr/local/go/bin on PATH)." >&2
+  exit 1
+fi
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing ${need[*]} (apt-get)…"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+else
+  echo "Blueprint needs: ${need[*]}. Install with: sudo apt-get install ${need[*]}" >&2
+  exit 1
+fi
