@@ -121,7 +121,7 @@ func FuzzParseCacheControl(f *testing.F) {
 		// Freshness computed from any header values is never negative.
 		now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		h := http.Header{"Cache-Control": {s}, "Expires": {s}, "Age": {s}, "Last-Modified": {s}, "Date": {s}}
-		m := newMeta(h, now, now)
+		m := newMeta(200, h, now, now)
 		if m.lifetime < 0 || m.initialAge < 0 || m.age(now) < 0 {
 			t.Fatalf("negative freshness from %q: %+v", s, m)
 		}

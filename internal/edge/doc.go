@@ -15,7 +15,8 @@
 // Expires, then a heuristic of 10% of the time since Last-Modified (at most a
 // day); Age and Date from the origin count. Responses marked no-store or
 // private, responses that vary on anything but Accept-Encoding, and statuses
-// other than 200 are not stored. A stored response that is stale, or marked
+// other than 200 are not stored, except that a 404 with explicit freshness
+// is kept for at most five seconds. A stored response that is stale, or marked
 // no-cache, is revalidated with If-None-Match and If-Modified-Since before it
 // is used again: a 304 refreshes the stored headers and freshness, a 200
 // replaces the object. Request Cache-Control directives are ignored, so a
@@ -47,9 +48,10 @@
 // directives allow it (stale-if-error bounds how stale; must-revalidate,
 // proxy-revalidate, s-maxage and no-cache forbid it, as RFC 9111 requires of
 // a shared cache); otherwise the client gets 502 (unreachable) or the
-// origin's own 5xx. Failed fills are never stored. If the disk fails, fills
-// fail with it and are logged. The cache does not survive a restart: Start
-// deletes what a previous run left in CacheDir.
+// origin's own 5xx. Failed fills are never stored. If CacheDir cannot take a
+// new file, responses are relayed without being stored; a write error in the
+// middle of a fill fails that fill. Every failure is logged. The cache does
+// not survive a restart: Start deletes what a previous run left in CacheDir.
 //
 // Life cycle: New validates the configuration and starts nothing; Start
 // prepares the cache directory; Stop waits for fills in progress.

@@ -334,6 +334,15 @@ func (e *Edge) serveEntry(w http.ResponseWriter, r *http.Request, key string, c 
 	}
 	h.Set("Cache-Status", e.statusValue(cs, upstream))
 	e.count(res)
+	if c.meta.status != http.StatusOK {
+		// A negatively cached 404: no ranges, no validation.
+		h.Set("Content-Length", strconv.FormatInt(c.meta.size, 10))
+		w.WriteHeader(c.meta.status)
+		if r.Method != http.MethodHead {
+			io.Copy(w, body)
+		}
+		return true
+	}
 	http.ServeContent(w, r, "", c.meta.modTime, body)
 	return true
 }

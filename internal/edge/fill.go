@@ -24,8 +24,9 @@ const maxSharedBody = 64 << 10
 // (the leader) fetches; later requests for the key wait on done and then
 // read res. A waiter whose client goes away just stops waiting.
 type flight struct {
-	done chan struct{}
-	res  fillResult // written before done is closed
+	done    chan struct{}
+	res     fillResult // written before done is closed
+	waiters int        // requests that joined after the leader; guarded by flights.mu
 }
 
 // flights is the registry of fills in progress, by cache key.
@@ -40,6 +41,7 @@ func (fs *flights) join(key string) (f *flight, leader bool) {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if f, ok := fs.m[key]; ok {
+		f.waiters++
 		return f, false
 	}
 	f = &flight{done: make(chan struct{})}
@@ -56,6 +58,16 @@ func (fs *flights) finish(key string, f *flight, res fillResult) {
 	delete(fs.m, key)
 	fs.mu.Unlock()
 	close(f.done)
+}
+
+// waiting returns how many requests wait on the fill of key.
+func (fs *flights) waiting(key string) int {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if f, ok := fs.m[key]; ok {
+		return f.waiters
+	}
+	return 0
 }
 
 // wait returns when no fill is in flight, or with ctx's error.
@@ -84,7 +96,7 @@ type fillOutcome int
 const (
 	fillFailed    fillOutcome = iota // origin unreachable, timed out or broke off (or the disk failed)
 	fillFresh                        // a fresh copy was stored meanwhile; nothing fetched
-	fillStored                       // origin 200, stored
+	fillStored                       // origin 200 (or a keepable 404), stored
 	fillRefreshed                    // origin 304, stale copy refreshed
 	fillShared                       // small non-200 response, not stored, handed to every waiter
 	fillPass                         // response neither storable nor shareable: waiters fetch on their own
@@ -98,7 +110,6 @@ type fillResult struct {
 	shared   []byte // fillShared body; status and header describe it
 	header   http.Header
 	upstream string // the origin's own Cache-Status, if any
-	err      error
 }
 
 // call is one origin request whose response headers have arrived. Until
@@ -193,11 +204,11 @@ func (e *Edge) lead(key, target string, f *flight, stale *entry) (res fillResult
 	defer func() { e.flights.finish(key, f, res) }()
 
 	// Another fill may have stored the key between our lookup and join.
-	if c, ok := e.store.get(key); ok {
-		if c.meta.fresh(e.now()) {
-			return fillResult{outcome: fillFresh, obj: c}, nil
+	if cur, ok := e.store.get(key); ok {
+		if cur.meta.fresh(e.now()) {
+			return fillResult{outcome: fillFresh, obj: cur}, nil
 		}
-		stale = &c
+		stale = &cur
 	}
 	var cond *meta
 	if stale != nil {
@@ -209,18 +220,24 @@ func (e *Edge) lead(key, target string, f *flight, stale *entry) (res fillResult
 	c, err := e.originGet(e.base, target, cond)
 	if err != nil {
 		e.log.Warn("origin fetch failed", "key", key, "err", err)
-		return fillResult{outcome: fillFailed, err: err}, nil
+		return fillResult{outcome: fillFailed}, nil
 	}
 	resp := c.resp
 	res = fillResult{status: resp.StatusCode, upstream: resp.Header.Get("Cache-Status")}
-	switch {
-	case resp.StatusCode == http.StatusNotModified && cond != nil:
+	if resp.StatusCode == http.StatusNotModified && cond != nil {
 		c.close()
 		res.outcome = fillRefreshed
 		res.obj = e.store.refresh(key, *stale, cond.refresh(resp.Header, c.reqTime, c.respTime))
 		return res, nil
-	case resp.StatusCode == http.StatusOK:
-		return e.fill200(key, c, res)
+	}
+	// A 200 is stored if it may be; so is a 404 with freshness (negative caching).
+	m := newMeta(resp.StatusCode, resp.Header, c.reqTime, c.respTime)
+	if resp.StatusCode == http.StatusOK || m.storable(resp.Header) {
+		res, pass = e.fillStore(key, c, m, res)
+		if res.outcome == fillPass && stale != nil {
+			e.store.remove(key, stale.path) // superseded by a version we cannot store
+		}
+		return res, pass
 	}
 	if stale != nil && (resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone) {
 		e.store.remove(key, stale.path) // deleted at the origin
@@ -230,7 +247,7 @@ func (e *Edge) lead(key, target string, f *flight, stale *entry) (res fillResult
 	if err != nil {
 		c.close()
 		e.log.Warn("origin body failed", "key", key, "status", resp.StatusCode, "err", err)
-		return fillResult{outcome: fillFailed, err: err}, nil
+		return fillResult{outcome: fillFailed}, nil
 	}
 	if len(body) > maxSharedBody {
 		resp.Body = splice(bytes.NewReader(body), resp.Body)
@@ -242,12 +259,12 @@ func (e *Edge) lead(key, target string, f *flight, stale *entry) (res fillResult
 	return res, nil
 }
 
-// fill200 stores a 200 response if it may be stored: the body streams to a
-// temporary file in CacheDir, and into memory too if it is small enough for
-// the memory tier; the file is renamed into place when complete.
-func (e *Edge) fill200(key string, c *call, res fillResult) (fillResult, *call) {
+// fillStore stores the response of c, described by m, if it may be stored:
+// the body streams to a temporary file in CacheDir, and into memory too if it
+// is small enough for the memory tier; the file is renamed into place when
+// complete. Otherwise the outcome is fillPass.
+func (e *Edge) fillStore(key string, c *call, m *meta, res fillResult) (fillResult, *call) {
 	resp := c.resp
-	m := newMeta(resp.Header, c.reqTime, c.respTime)
 	if !m.storable(resp.Header) || resp.ContentLength > e.cfg.MaxObjectBytes {
 		res.outcome = fillPass
 		return res, c
@@ -263,7 +280,7 @@ func (e *Edge) fill200(key string, c *call, res fillResult) (fillResult, *call) 
 		os.Remove(tmp.Name())
 		c.close()
 		e.log.Warn("fill failed", "key", key, "err", err)
-		return fillResult{outcome: fillFailed, err: err}, nil
+		return fillResult{outcome: fillFailed}, nil
 	}
 
 	disk := &errWriter{w: tmp}
@@ -330,7 +347,10 @@ func (e *Edge) respond(w http.ResponseWriter, r *http.Request, key, target strin
 	case fillStored:
 		cs, kind := cacheStatus{fwd: fwd, stored: true, collapsed: collapsed}, resultMiss
 		if stale != nil {
-			cs.fwdStatus, kind = res.status, resultRevalidated
+			kind = resultRevalidated
+		}
+		if stale != nil || res.status != http.StatusOK {
+			cs.fwdStatus = res.status
 		}
 		if e.serveEntry(w, r, key, res.obj, kind, cs, res.upstream) {
 			return
@@ -396,7 +416,7 @@ func (e *Edge) relay(w http.ResponseWriter, r *http.Request, key string, resp *h
 	switch {
 	case stale != nil:
 		cs.fwd = "stale"
-	case resp.StatusCode == http.StatusOK && !newMeta(resp.Header, e.now(), e.now()).storable(resp.Header):
+	case resp.StatusCode == http.StatusOK && !newMeta(http.StatusOK, resp.Header, e.now(), e.now()).storable(resp.Header):
 		cs.fwd = "uri-miss" // the origin forbids storing it
 	}
 	if resp.StatusCode != http.StatusOK || stale != nil {

@@ -11,10 +11,15 @@ import (
 // carry only a Last-Modified (RFC 9111 §4.2.2).
 const maxHeuristic = 24 * time.Hour
 
+// maxNegative caps how long a 404 is kept (negative caching). A 404 is
+// stored only if the origin gave it explicit freshness.
+const maxNegative = 5 * time.Second
+
 // meta is what the edge knows about a stored response besides its body. A
 // meta is never modified once built; revalidation builds a new one. All times
 // come from the Edge's clock.
 type meta struct {
+	status  int         // 200, or 404 for a negatively cached response
 	header  http.Header // stored header fields (isStoredField)
 	size    int64       // body length in bytes
 	modTime time.Time   // parsed Last-Modified, zero if none
@@ -30,11 +35,12 @@ type meta struct {
 	staleIfError time.Duration // window of a stale-if-error directive; < 0 when absent
 }
 
-// newMeta computes the metadata of a response received at respTime for a
-// request sent at reqTime. Only the fields in isStoredField are kept.
-func newMeta(h http.Header, reqTime, respTime time.Time) *meta {
+// newMeta computes the metadata of a response with the given status and
+// header, received at respTime for a request sent at reqTime. Only the
+// fields in isStoredField are kept.
+func newMeta(status int, h http.Header, reqTime, respTime time.Time) *meta {
 	cc := parseCacheControl(h.Values("Cache-Control"))
-	m := &meta{header: http.Header{}, responseTime: respTime, staleIfError: -1}
+	m := &meta{status: status, header: http.Header{}, responseTime: respTime, staleIfError: -1}
 	for k, vv := range h {
 		if isStoredField(k) {
 			m.header[k] = slices.Clone(vv)
@@ -55,6 +61,9 @@ func newMeta(h http.Header, reqTime, respTime time.Time) *meta {
 	m.initialAge = max(apparentAge, correctedAge)
 
 	m.lifetime = lifetime(h, cc, date)
+	if status == http.StatusNotFound {
+		m.lifetime = min(m.lifetime, maxNegative)
+	}
 	m.revalidate = cc.has("must-revalidate") || cc.has("proxy-revalidate") ||
 		cc.has("s-maxage") || cc.has("no-cache")
 	if s, ok := cc.seconds("stale-if-error"); ok {
@@ -90,14 +99,18 @@ func lifetime(h http.Header, cc directives, date time.Time) time.Duration {
 	return 0
 }
 
-// storable reports whether a 200 response with header h may be stored.
+// storable reports whether the response with header h may be stored.
 // no-store and private responses are not stored, nor are responses that vary
 // on anything but Accept-Encoding (the edge always asks the origin for the
-// identity encoding, so that Vary is harmless). A response without freshness
-// is stored only if it has a validator, since every use revalidates it.
+// identity encoding, so that Vary is harmless). A 200 without freshness is
+// stored only if it has a validator, since every use revalidates it; a 404
+// only with freshness; other statuses never.
 func (m *meta) storable(h http.Header) bool {
 	cc := parseCacheControl(h.Values("Cache-Control"))
 	if cc.has("no-store") || cc.has("private") {
+		return false
+	}
+	if m.status != http.StatusOK && m.status != http.StatusNotFound {
 		return false
 	}
 	for _, v := range h.Values("Vary") {
@@ -108,7 +121,7 @@ func (m *meta) storable(h http.Header) bool {
 			}
 		}
 	}
-	return m.lifetime > 0 || m.hasValidator()
+	return m.lifetime > 0 || (m.status == http.StatusOK && m.hasValidator())
 }
 
 func (m *meta) hasValidator() bool {
@@ -151,7 +164,7 @@ func (m *meta) refresh(h304 http.Header, reqTime, respTime time.Time) *meta {
 			h[k] = vv
 		}
 	}
-	n := newMeta(h, reqTime, respTime)
+	n := newMeta(m.status, h, reqTime, respTime)
 	n.size = m.size
 	return n
 }
@@ -162,7 +175,7 @@ func (m *meta) refresh(h304 http.Header, reqTime, respTime time.Time) *meta {
 func isStoredField(canonicalKey string) bool {
 	switch canonicalKey {
 	case "Cache-Control", "Content-Disposition", "Content-Encoding", "Content-Language",
-		"Content-Type", "Etag", "Expires", "Last-Modified", "Vary":
+		"Content-Type", "Etag", "Expires", "Last-Modified", "Vary", "X-Content-Type-Options":
 		return true
 	}
 	return false

@@ -49,7 +49,7 @@ func TestFreshness(t *testing.T) {
 			for i := 0; i+1 < len(tt.kv); i += 2 {
 				h.Set(tt.kv[i], tt.kv[i+1])
 			}
-			m := newMeta(h, now, now)
+			m := newMeta(200, h, now, now)
 			if m.lifetime != tt.lifetime || m.initialAge != tt.initialAge {
 				t.Errorf("lifetime %v initial age %v, want %v %v", m.lifetime, m.initialAge, tt.lifetime, tt.initialAge)
 			}
@@ -63,11 +63,37 @@ func TestFreshness(t *testing.T) {
 	}
 }
 
+func TestStorableStatus(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		status   int
+		cc       string
+		lifetime time.Duration
+		storable bool
+	}{
+		{200, "max-age=60", time.Minute, true},
+		{404, "max-age=60", 5 * time.Second, true},
+		{404, "max-age=2", 2 * time.Second, true},
+		{404, "", 0, false},
+		{404, "no-cache", 0, false},
+		{410, "max-age=60", time.Minute, false},
+		{500, "max-age=60", time.Minute, false},
+		{206, "max-age=60", time.Minute, false},
+	}
+	for _, tt := range tests {
+		h := http.Header{"Cache-Control": {tt.cc}, "Etag": {`"e"`}}
+		m := newMeta(tt.status, h, now, now)
+		if m.lifetime != tt.lifetime || m.storable(h) != tt.storable {
+			t.Errorf("%d %q: lifetime %v storable %v", tt.status, tt.cc, m.lifetime, m.storable(h))
+		}
+	}
+}
+
 func TestResponseDelayCountsInAge(t *testing.T) {
 	sent := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	got := sent.Add(2 * time.Second)
 	h := http.Header{"Cache-Control": {"max-age=60"}, "Age": {"10"}, "Date": {sent.Format(http.TimeFormat)}}
-	m := newMeta(h, sent, got)
+	m := newMeta(200, h, sent, got)
 	if m.initialAge != 12*time.Second {
 		t.Fatalf("initial age %v, want 12s (Age + response delay)", m.initialAge)
 	}
@@ -93,7 +119,7 @@ func TestStaleOK(t *testing.T) {
 		{"s-maxage=60, stale-if-error=600", 2 * time.Minute, true},
 	}
 	for _, tt := range tests {
-		m := newMeta(http.Header{"Cache-Control": {tt.cc}, "Etag": {`"x"`}}, now, now)
+		m := newMeta(200, http.Header{"Cache-Control": {tt.cc}, "Etag": {`"x"`}}, now, now)
 		if got := m.staleOK(now.Add(tt.later)); got != tt.want {
 			t.Errorf("%q after %v: staleOK = %v", tt.cc, tt.later, got)
 		}
@@ -102,7 +128,7 @@ func TestStaleOK(t *testing.T) {
 
 func TestRefreshMergesHeaders(t *testing.T) {
 	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	m := newMeta(http.Header{
+	m := newMeta(200, http.Header{
 		"Cache-Control": {"max-age=60"}, "Etag": {`"a"`}, "Content-Type": {"video/mp4"},
 		"Set-Cookie": {"x=y"}, "X-Amz-Request-Id": {"1"},
 	}, t0, t0)

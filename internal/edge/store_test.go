@@ -38,7 +38,7 @@ func testObject(t *testing.T, dir, name string, size int) (string, *meta, []byte
 		t.Fatal(err)
 	}
 	now := time.Now()
-	m := newMeta(nil, now, now)
+	m := newMeta(200, nil, now, now)
 	m.size = int64(size)
 	return path, m, body
 }
@@ -87,7 +87,7 @@ func TestStoreTiers(t *testing.T) {
 	if _, err := os.Stat(old.path); !os.IsNotExist(err) {
 		t.Fatalf("old version's file: %v", err)
 	}
-	if got := s.refresh("c", old, newMeta(nil, time.Now(), time.Now())); got.path != old.path {
+	if got := s.refresh("c", old, newMeta(200, nil, time.Now(), time.Now())); got.path != old.path {
 		t.Fatal("refresh of an old version must return it")
 	}
 	if e, _ := s.get("c"); e.meta != m {
