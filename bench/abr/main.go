@@ -24,7 +24,7 @@ import (
 
 type run struct {
 	cpu, wall time.Duration
-	rssMB     int64 // largest peak RSS of one process
+	rssMB     int64 // sum of the processes' peak RSS (they run at once)
 	bytes     int64
 }
 
@@ -75,7 +75,7 @@ func main() {
 	fmt.Printf("A: ffmpeg %s\n\n", shellQuote(argsA))
 
 	var as, bs []run
-	fmt.Printf("%-5s %-3s %9s %8s %10s %10s\n", "round", "", "CPU s", "wall s", "peak RSS", "out bytes")
+	fmt.Printf("%-5s %-3s %9s %8s %10s %10s\n", "round", "", "CPU s", "wall s", "RSS", "out bytes")
 	for round := 1; round <= *rounds; round++ {
 		a := mustRun([][]string{argsA}, []string{optsA.OutDir})
 		as = append(as, a)
@@ -121,7 +121,7 @@ func mustRun(argLists [][]string, dirs []string) run {
 		ps := cmd.ProcessState
 		r.cpu += ps.UserTime() + ps.SystemTime()
 		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			r.rssMB = max(r.rssMB, int64(ru.Maxrss)/1024) // KiB on Linux
+			r.rssMB += int64(ru.Maxrss) / 1024 // KiB on Linux
 		}
 	}
 	r.wall = time.Since(start)

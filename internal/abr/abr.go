@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"time"
 )
 
@@ -112,6 +113,11 @@ func lookTool(configured, name string) (string, error) {
 	p, err := exec.LookPath(configured)
 	if err != nil {
 		return "", fmt.Errorf("abr: %s not found: %w", name, err)
+	}
+	// Runs set their working directory to the output directory, where a
+	// relative path would no longer point at the binary.
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
 	}
 	return p, nil
 }

@@ -9,7 +9,7 @@
 // dimensions are read from the header with the standard library before
 // ffprobe runs, so an image bomb never reaches a decoder. Each ffmpeg and
 // ffprobe run gets -nostdin, a protocol allow-list of file and pipe, a
-// demuxer allow-list, a decoder pixel cap, an empty environment, a timeout
+// demuxer allow-list, a decoder pixel cap, a minimal environment, a timeout
 // and the caller's context; outputs are written only inside the directory
 // the caller names.
 //

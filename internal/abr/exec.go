@@ -7,6 +7,7 @@ import (
 	"io"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -57,7 +58,7 @@ type runResult struct {
 	exitErr error
 }
 
-// runTool runs bin with args in dir with an empty environment, no stdin, and
+// runTool runs bin with args in dir with a minimal environment (LC_ALL=C only), no stdin, and
 // a timeout. onStdout, if not nil, consumes stdout until EOF (it must read to
 // EOF or return an error, after which the process is killed). name is used in
 // error messages ("ffmpeg", "ffprobe").
@@ -67,7 +68,7 @@ func runTool(ctx context.Context, timeout time.Duration, name, bin, dir string, 
 
 	cmd := exec.CommandContext(runCtx, bin, args...)
 	cmd.Dir = dir
-	// An empty environment: ffmpeg honours FFREPORT (writes a log file where
+	// A minimal environment: ffmpeg honours FFREPORT (writes a log file where
 	// the variable says), http_proxy and friends; none of it is wanted.
 	cmd.Env = []string{"LC_ALL=C"}
 	cmd.Stdin = nil // /dev/null
@@ -75,6 +76,9 @@ func runTool(ctx context.Context, timeout time.Duration, name, bin, dir string, 
 	cmd.Stderr = &stderr
 	// If ffmpeg is killed but something keeps the pipes open, do not hang.
 	cmd.WaitDelay = 5 * time.Second
+	// If the worker process dies (even by SIGKILL), the kernel kills ffmpeg
+	// too, so a crashed worker leaves no orphan encoding for nobody.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 
 	var stdout io.ReadCloser
 	if onStdout != nil {

@@ -236,7 +236,13 @@ func TranscodeHLS(ctx context.Context, o TranscodeOptions) (Result, error) {
 	}
 	if err == nil {
 		var result Result
-		result, err = collectHLS(o.OutDir, o.Rungs, o.Info.HasAudio)
+		var decoded float64
+		result, decoded, err = collectHLS(o.OutDir, o.Rungs, o.Info.HasAudio)
+		if err == nil && truncated(decoded, o.Info.Duration) {
+			// ffmpeg exits 0 on a file that ends early (e.g. a faststart
+			// MP4 cut short: "partial file"); the playlists tell.
+			err = invalidf("abr: file is truncated or corrupt: only %.1f s of %.1f s could be decoded", decoded, o.Info.Duration)
+		}
 		if err == nil {
 			if o.Progress != nil && reported < 1 {
 				o.Progress(1)
@@ -359,19 +365,29 @@ func readProgress(r io.Reader, duration float64, every time.Duration, fn func(fl
 	return last
 }
 
-// collectHLS checks what ffmpeg wrote and describes it.
-func collectHLS(outDir string, rungs []Rung, audio bool) (Result, error) {
+// truncated reports whether the decoded duration falls clearly short of
+// the probed one (by more than a quarter and more than a second).
+func truncated(decoded, probed float64) bool {
+	return probed > 0 && decoded < 0.75*probed && probed-decoded > 1
+}
+
+// collectHLS checks what ffmpeg wrote and describes it. It also returns
+// the longest media playlist's duration (sum of #EXTINF).
+func collectHLS(outDir string, rungs []Rung, audio bool) (Result, float64, error) {
 	master, err := os.ReadFile(filepath.Join(outDir, masterName))
 	if err != nil {
-		return Result{}, fmt.Errorf("abr: ffmpeg wrote no master playlist: %w", err)
+		return Result{}, 0, fmt.Errorf("abr: ffmpeg wrote no master playlist: %w", err)
 	}
 	bw := masterBandwidths(string(master))
 	res := Result{Master: masterName}
+	decoded := 0.0
 	for i, r := range rungs {
 		pl := variantDir(i) + "/index.m3u8"
-		if _, err := os.Stat(filepath.Join(outDir, filepath.FromSlash(pl))); err != nil {
-			return Result{}, fmt.Errorf("abr: ffmpeg wrote no playlist for rung %s: %w", r.Name, err)
+		body, err := os.ReadFile(filepath.Join(outDir, filepath.FromSlash(pl)))
+		if err != nil {
+			return Result{}, 0, fmt.Errorf("abr: ffmpeg wrote no playlist for rung %s: %w", r.Name, err)
 		}
+		decoded = max(decoded, playlistSeconds(string(body)))
 		b, ok := bw[pl]
 		if !ok { // what ffmpeg computes: (video + audio) + 10 %
 			a := 0
@@ -387,7 +403,7 @@ func collectHLS(outDir string, rungs []Rung, audio bool) (Result, error) {
 		dir := variantDir(i)
 		entries, err := os.ReadDir(filepath.Join(outDir, dir))
 		if err != nil {
-			return Result{}, fmt.Errorf("abr: %w", err)
+			return Result{}, 0, fmt.Errorf("abr: %w", err)
 		}
 		for _, e := range entries {
 			if e.Type().IsRegular() {
@@ -396,7 +412,21 @@ func collectHLS(outDir string, rungs []Rung, audio bool) (Result, error) {
 		}
 	}
 	slices.Sort(res.Files)
-	return res, nil
+	return res, decoded, nil
+}
+
+// playlistSeconds sums the #EXTINF durations of a media playlist.
+func playlistSeconds(pl string) float64 {
+	total := 0.0
+	for raw := range strings.SplitSeq(pl, "\n") {
+		if d, ok := strings.CutPrefix(strings.TrimSpace(raw), "#EXTINF:"); ok {
+			d, _, _ = strings.Cut(d, ",")
+			if f, err := strconv.ParseFloat(d, 64); err == nil && f > 0 {
+				total += f
+			}
+		}
+	}
+	return total
 }
 
 // masterBandwidths maps each variant URI of a master playlist to its

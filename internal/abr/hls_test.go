@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -261,6 +262,50 @@ func TestTranscodeHLSCorruptInput(t *testing.T) {
 	}
 	if left := filesUnder(t, out); len(left) != 0 {
 		t.Errorf("partial output left behind: %q", left)
+	}
+}
+
+// TestTranscodeHLSTruncatedFaststart: an MP4 with its index up front, cut
+// in half, probes fine and ffmpeg exits 0 on it ("partial file"); the
+// short output gives it away.
+func TestTranscodeHLSTruncatedFaststart(t *testing.T) {
+	needTools(t)
+	dir := t.TempDir()
+	full := filepath.Join(dir, "full.mp4")
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-y",
+		"-f", "lavfi", "-i", "testsrc2=s=320x180:r=30:d=3", "-c:v", "libx264", "-preset", "ultrafast",
+		"-movflags", "+faststart", full).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	data, err := os.ReadFile(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	half := filepath.Join(dir, "half.mp4")
+	if err := os.WriteFile(half, data[:len(data)/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	info := mustProbe(t, half)
+	hls := filepath.Join(dir, "hls")
+	_, err = TranscodeHLS(context.Background(), TranscodeOptions{Src: half, OutDir: hls, Info: info, Preset: "ultrafast"})
+	wantInvalid(t, err, "abr: file is truncated or corrupt: only ")
+	if left := filesUnder(t, hls); len(left) != 0 {
+		t.Errorf("partial output left behind: %q", left)
+	}
+}
+
+func TestTruncated(t *testing.T) {
+	for _, c := range []struct {
+		decoded, probed float64
+		want            bool
+	}{{1, 3, true}, {2.9, 3, false}, {0.5, 1.2, false}, {60, 100, true}, {80, 100, false}, {0, 0, false}} {
+		if got := truncated(c.decoded, c.probed); got != c.want {
+			t.Errorf("truncated(%v, %v) = %v", c.decoded, c.probed, got)
+		}
+	}
+	if got := playlistSeconds("#EXTM3U\n#EXTINF:2.000000,\na.m4s\n#EXTINF:1.5,\nb.m4s\n#EXT-X-ENDLIST\n"); got != 3.5 {
+		t.Errorf("playlistSeconds = %v", got)
 	}
 }
 

@@ -64,6 +64,7 @@ func TestProbeJPEGOrientation(t *testing.T) {
 // want.
 func wantInvalid(t *testing.T, err error, want string) {
 	t.Helper()
+	t.Logf("error: %v", err)
 	if !errors.Is(err, ErrInvalid) {
 		t.Fatalf("err = %v, want ErrInvalid", err)
 	}
@@ -100,7 +101,10 @@ func TestProbeRejects(t *testing.T) {
 		{"empty", write("empty.mp4", nil), "abr: empty file", ""},
 		{"truncated mp4", truncated, "abr: file is truncated or corrupt: moov atom not found", dir},
 		{"corrupt png", write("bad.png", pngHeaderOnly(100, 100)[:20]), "abr: file is truncated or corrupt", ""},
-		{"hls playlist", write("list.m3u8", []byte("#EXTM3U\n#EXTINF:10,\nfile:///etc/passwd\n#EXT-X-ENDLIST\n")), "abr: not a media file", ""},
+		// A valid HLS playlist naming a local file: the hls demuxer would
+		// open it; the demuxer allow-list refuses the playlist first.
+		{"hls playlist", write("upload.bin", []byte("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10.0,\n"+testVideo(t, 640, 360, 3, false)+"\n#EXT-X-ENDLIST\n")),
+			"abr: not a media file (unsupported format)", ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

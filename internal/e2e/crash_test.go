@@ -113,7 +113,7 @@ func TestWorkerKilledMidTranscode(t *testing.T) {
 			t.Fatalf("video finished (%s) before the worker could be killed; make the clip longer", v.Status)
 		}
 		if v.Progress > 0 {
-			t.Logf("killing worker-1 at progress %.0f%%", v.Progress*100)
+			t.Logf("killing worker-1 at progress %.1f%%", v.Progress*100)
 			break
 		}
 		if ctx.Err() != nil {
