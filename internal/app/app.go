@@ -132,7 +132,9 @@ func (a *App) start(ctx context.Context) error {
 	a.cancel = cancel
 
 	// The admin listener first, so /healthz answers during start-up.
-	admin, err := httpx.Listen("admin", cfg.AdminAddr, telemetry.AdminHandler(a.reg, a.checks), a.logger)
+	adminMux := telemetry.AdminHandler(a.reg, a.checks)
+	a.statusHandlers(adminMux)
+	admin, err := httpx.Listen("admin", cfg.AdminAddr, adminMux, a.logger)
 	if err != nil {
 		return err
 	}

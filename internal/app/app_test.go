@@ -1,0 +1,134 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/blueprint-media/blueprint/internal/config"
+	"github.com/blueprint-media/blueprint/internal/telemetry"
+)
+
+func testConfig(t *testing.T) config.Config {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.HTTPAddr, cfg.AdminAddr, cfg.Edge.Addr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	return cfg
+}
+
+func start(t *testing.T, cfg config.Config) *App {
+	t.Helper()
+	a := New(cfg, telemetry.NewLogger(io.Discard, "info", "json"))
+	if err := a.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		a.Stop(ctx)
+	})
+	return a
+}
+
+// TestAllRolesAdminEndpoints starts every role and checks the admin
+// listener: health, readiness, status, and metrics that pass promlint.
+func TestAllRolesAdminEndpoints(t *testing.T) {
+	a := start(t, testConfig(t))
+	admin := a.URLs().Admin
+	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/": 200, "/debug/pprof/": 200, "/metrics": 200} {
+		resp, err := http.Get(admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("%s: %d", path, resp.StatusCode)
+		}
+	}
+	resp, err := http.Get(admin + "/status.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st Status
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if !st.Ready || len(st.Backends) != 2 || st.Edge == nil || st.QueueDepth == nil {
+		t.Fatalf("status: %+v", st)
+	}
+	for _, b := range st.Backends {
+		if !b.Healthy {
+			t.Errorf("backend %s down: %s", b.URL, b.LastError)
+		}
+	}
+	// The public listener is not the admin one.
+	resp, err = http.Get(a.URLs().Gateway + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == 200 {
+		t.Fatal("metrics served on the public listener")
+	}
+
+	mfs, err := a.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	names := map[string]bool{}
+	for _, mf := range mfs {
+		names[mf.GetName()] = true
+	}
+	for _, want := range []string{"blueprint_gateway_rate_limited_total", "blueprint_lb_backend_up", "blueprint_edge_cache_bytes", "blueprint_queue_depth"} {
+		if !names[want] {
+			t.Errorf("metric %s missing", want)
+		}
+	}
+}
+
+// TestRoleSubsets: each role set starts with what it needs, or says what
+// is missing.
+func TestRoleSubsets(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Roles = []string{"edge"}
+	a := New(cfg, telemetry.NewLogger(io.Discard, "info", "json"))
+	err := a.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "edge.origin") {
+		t.Fatalf("edge without origin: %v", err)
+	}
+	cfg.Roles = []string{"gateway"}
+	a = New(cfg, telemetry.NewLogger(io.Discard, "info", "json"))
+	err = a.Start(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "lb.backends") {
+		t.Fatalf("gateway without frontends: %v", err)
+	}
+
+	// An origin alone, then an edge process pointed at it.
+	cfg = testConfig(t)
+	cfg.Roles = []string{"origin"}
+	o := start(t, cfg)
+	cfg2 := testConfig(t)
+	cfg2.Roles = []string{"edge"}
+	cfg2.Edge.Origin = o.URLs().Origin
+	e := start(t, cfg2)
+	resp, err := http.Get(e.URLs().Edge + "/media/videos/1/hls/master.m3u8")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || !strings.Contains(resp.Header.Get("Cache-Status"), "blueprint-edge") {
+		t.Fatalf("edge → origin miss: %d %q", resp.StatusCode, resp.Header.Get("Cache-Status"))
+	}
+}
