@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/blueprint-media/blueprint/internal/sqlstore"
 )
 
 // newBrowser starts a headless Debian Chromium with its own profile.
@@ -133,5 +135,111 @@ func TestBrowserUploadAndPlayback(t *testing.T) {
 	if dir := os.Getenv("BLUEPRINT_SCREENSHOTS"); dir != "" {
 		png, _ := chromedp.Run(ctx, chromedp.FullScreenshot(90))
 		os.WriteFile(filepath.Join(dir, "watch.png"), png, 0o644)
+	}
+}
+
+// statusJS reads the upload page's status line without waiting for it to
+// exist (chromedp.Text would block once the page has moved on).
+const statusJS = `(document.getElementById('status') || {}).textContent || ''`
+
+// TestBrowserUploadResumesAfterReload: an upload paused partway, then the
+// page reloaded and the same file picked again, continues where it stopped
+// (tus-js-client's stored fingerprint) instead of starting over.
+func TestBrowserUploadResumesAfterReload(t *testing.T) {
+	p := startPlatform(t, nil)
+	p.user(t, "rex")
+	file := filepath.Join(clipDir(t), "big.bin")
+	data := make([]byte, 48<<20)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bctx := newBrowser(t)
+	ctx, cancel := context.WithTimeout(bctx, 2*time.Minute)
+	defer cancel()
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(p.urls.Gateway+"/login?next=/upload"),
+		chromedp.WaitVisible(`input[name=username]`),
+		chromedp.SendKeys(`input[name=username]`, "rex"),
+		chromedp.SendKeys(`input[name=password]`, "password-rex"),
+		chromedp.Submit(`input[name=password]`),
+		chromedp.WaitVisible(`#upload-form`),
+		chromedp.SetUploadFiles(`#file`, []string{file}),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pause the upload once a third of it is sent: wrap tus.Upload so the
+	// page's own Pause button is clicked from the progress callback.
+	_, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`(function(){
+		const Orig = tus.Upload;
+		tus.Upload = function(file, opts) {
+			const onProgress = opts.onProgress;
+			opts.onProgress = function(sent, total) {
+				onProgress(sent, total);
+				if (!window.__paused && sent > total / 3) {
+					window.__paused = true;
+					document.getElementById('pause').click();
+				}
+			};
+			return new Orig(file, opts);
+		};
+		return true;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Click(`#start`)); err != nil {
+		t.Fatal(err)
+	}
+	var status string
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(status, "Paused"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("upload never paused; status %q", status)
+		}
+		time.Sleep(50 * time.Millisecond)
+		status, _ = chromedp.Run(ctx, chromedp.Evaluate[string](statusJS))
+	}
+	pausedAt, _ := chromedp.Run(ctx, chromedp.Evaluate[float64](`document.getElementById('bar').value`))
+	if pausedAt <= 0 || pausedAt >= 100 {
+		t.Fatalf("paused at %v%%", pausedAt)
+	}
+
+	// Reload the page and pick the same file again.
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(p.urls.Gateway+"/upload"),
+		chromedp.WaitVisible(`#upload-form`),
+		chromedp.SetUploadFiles(`#file`, []string{file}),
+		chromedp.Click(`#start`),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		if strings.Contains(loc, "/watch/") {
+			break
+		}
+		if s, _ := chromedp.Run(ctx, chromedp.Evaluate[string](statusJS)); strings.Contains(s, "Resuming") {
+			resumed = true
+		}
+	}
+	loc, _ := chromedp.Run(ctx, chromedp.Location())
+	status, _ = chromedp.Run(ctx, chromedp.Evaluate[string](statusJS))
+	if !resumed || !strings.Contains(loc, "/watch/") {
+		t.Fatalf("after the reload: resumed=%v, page %s, status %q", resumed, loc, status)
+	}
+	db, err := sqlstore.Open(context.Background(), filepath.Join(p.dir, "blueprint.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var uploads, finished int
+	db.R.QueryRow(`SELECT COUNT(*), SUM(state = 'finished') FROM uploads`).Scan(&uploads, &finished)
+	if uploads != 1 || finished != 1 {
+		t.Fatalf("uploads %d (finished %d); want exactly one upload, resumed and finished", uploads, finished)
 	}
 }
