@@ -31,6 +31,7 @@ test-short:
 ## bench: side-by-side benchmarks (see bench/README.md)
 bench:
 	bench/abr/run.sh
+	$(GO) run ./bench/pipeline
 
 clean:
 	rm -rf bin

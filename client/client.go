@@ -196,7 +196,7 @@ func (c *Client) WaitReady(ctx context.Context, id string, every time.Duration) 
 		case "ready":
 			return v, nil
 		case "failed":
-			return v, fmt.Errorf("blueprint: processing failed: %s", v.Error)
+			return v, fmt.Errorf("processing failed: %s", v.Error)
 		}
 		select {
 		case <-ctx.Done():

@@ -152,12 +152,12 @@ func (c *Client) tusCreate(ctx context.Context, size int64, meta map[string]stri
 	}
 	loc := resp.Header.Get("Location")
 	if loc == "" {
-		return "", errors.New("blueprint: upload created without a Location")
+		return "", errors.New("upload created without a Location")
 	}
 	base, _ := url.Parse(c.BaseURL + "/api/v1/uploads/")
 	ref, err := url.Parse(loc)
 	if err != nil {
-		return "", fmt.Errorf("blueprint: bad upload Location %q", loc)
+		return "", fmt.Errorf("bad upload Location %q", loc)
 	}
 	return base.ResolveReference(ref).String(), nil
 }

@@ -20,6 +20,7 @@ import (
 	"net/mail"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/argon2"
@@ -87,7 +88,7 @@ func (s *Service) SignUp(ctx context.Context, username, email, password string) 
 	_, err = s.db.W.ExecContext(ctx, `INSERT INTO users(id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
 		u.ID, u.Username, u.Email, HashPassword(password), u.CreatedAt.Unix())
 	if err != nil {
-		if strings.Contains(err.Error(), "UNIQUE") {
+		if strings.Contains(err.Error(), "users.username") || strings.Contains(err.Error(), "users.email") {
 			return User{}, errs.E(errs.Conflict, "username or email is already taken")
 		}
 		return User{}, fmt.Errorf("account: sign up: %w", err)
@@ -104,7 +105,7 @@ func (s *Service) Login(ctx context.Context, username, password string) (string,
 	err := s.db.R.QueryRowContext(ctx, `SELECT id, username, email, password_hash, created_at FROM users WHERE username = ?`,
 		strings.TrimSpace(username)).Scan(&u.ID, &u.Username, &u.Email, &hash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		CheckPassword(dummyHash, password) // same work as a real check: no user enumeration by timing
+		CheckPassword(dummyHash(), password) // same work as a real check: no user enumeration by timing
 		return "", User{}, errs.E(errs.Unauthorized, "wrong username or password")
 	}
 	if err != nil {
@@ -172,6 +173,16 @@ func (s *Service) Logout(ctx context.Context, token string) error {
 	return nil
 }
 
+// DeleteExpiredSessions removes sessions past their expiry and returns how
+// many it removed.
+func (s *Service) DeleteExpiredSessions(ctx context.Context) (int64, error) {
+	res, err := s.db.W.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at <= ?`, s.now().Unix())
+	if err != nil {
+		return 0, fmt.Errorf("account: expire sessions: %w", err)
+	}
+	return res.RowsAffected()
+}
+
 // User returns the account with the given ID.
 func (s *Service) User(ctx context.Context, id int64) (User, error) {
 	var u User
@@ -207,7 +218,9 @@ const (
 	argonKeyLen  = 32
 )
 
-var dummyHash = HashPassword("blueprint-dummy-password")
+// dummyHash is checked against when the user does not exist, computed on
+// first use rather than at program start.
+var dummyHash = sync.OnceValue(func() string { return HashPassword("blueprint-dummy-password") })
 
 // HashPassword returns the argon2id PHC string of password with a random salt.
 func HashPassword(password string) string {

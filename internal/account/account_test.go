@@ -101,6 +101,9 @@ func TestExpiredSession(t *testing.T) {
 	if _, err := s.Authenticate(ctx, token); errs.KindOf(err) != errs.Unauthorized {
 		t.Fatalf("expired token accepted: %v", err)
 	}
+	if n, err := s.DeleteExpiredSessions(ctx); err != nil || n != 1 {
+		t.Fatalf("expired sessions deleted: %d, %v", n, err)
+	}
 	for _, bad := range []string{"", "nope", "bp_" + strings.Repeat("a", 100)} {
 		if _, err := s.Authenticate(ctx, bad); errs.KindOf(err) != errs.Unauthorized {
 			t.Errorf("token %q: %v", bad, err)
@@ -110,24 +113,60 @@ func TestExpiredSession(t *testing.T) {
 
 func TestIdentityHeaders(t *testing.T) {
 	secret := []byte("k")
-	h := http.Header{}
-	h.Set(HeaderUser, "999") // client-sent: must be replaced
+	now := time.Now()
+	req := func(method, path, rid string) *http.Request {
+		r, _ := http.NewRequest(method, "http://x"+path, nil)
+		r.Header.Set("X-Request-Id", rid)
+		return r
+	}
+	r := req("GET", "/api/v1/me", "req-1")
+	r.Header.Set(HeaderUser, "999") // client-sent: must be replaced
 	id := Identity{UserID: 42, Username: "eve", SessionID: 7}
-	SetIdentity(h, id, secret, "req-1")
-	got, ok := IdentityFrom(h, secret, "req-1")
-	if !ok || got != id {
+	SetIdentity(r, id, secret, now)
+	if got, ok := IdentityFrom(r, secret, now); !ok || got != id {
 		t.Fatalf("round trip: %+v %v", got, ok)
 	}
-	if _, ok := IdentityFrom(h, secret, "req-2"); ok {
-		t.Fatal("signature replayed on another request")
+	replay := func(to *http.Request) *http.Request {
+		for _, k := range []string{HeaderUser, HeaderUsername, HeaderSession, HeaderSignature} {
+			to.Header.Set(k, r.Header.Get(k))
+		}
+		return to
 	}
-	if _, ok := IdentityFrom(h, []byte("other"), "req-1"); ok {
+	for name, other := range map[string]*http.Request{
+		"other request id": replay(req("GET", "/api/v1/me", "req-2")),
+		"other method":     replay(req("DELETE", "/api/v1/me", "req-1")),
+		"other path":       replay(req("GET", "/api/v1/uploads/", "req-1")),
+	} {
+		if _, ok := IdentityFrom(other, secret, now); ok {
+			t.Errorf("signature replayed with %s", name)
+		}
+	}
+	if _, ok := IdentityFrom(r, secret, now.Add(2*IdentityMaxAge)); ok {
+		t.Fatal("stale signature accepted")
+	}
+	if _, ok := IdentityFrom(r, []byte("other"), now); ok {
 		t.Fatal("signature accepted with another secret")
 	}
-	h.Set(HeaderUser, "43")
-	if _, ok := IdentityFrom(h, secret, "req-1"); ok {
+	r.Header.Set(HeaderUser, "43")
+	if _, ok := IdentityFrom(r, secret, now); ok {
 		t.Fatal("tampered user accepted")
 	}
+}
+
+func FuzzIdentityFrom(f *testing.F) {
+	f.Add("42", "eve", "7", "1700000000.abcd")
+	f.Add("", "", "", "")
+	f.Add("-1", "x", "999999999999999999999", "..")
+	f.Fuzz(func(t *testing.T, user, name, session, sig string) {
+		r, _ := http.NewRequest("GET", "http://x/", nil)
+		r.Header.Set(HeaderUser, user)
+		r.Header.Set(HeaderUsername, name)
+		r.Header.Set(HeaderSession, session)
+		r.Header.Set(HeaderSignature, sig)
+		if _, ok := IdentityFrom(r, []byte("k"), time.Unix(1700000000, 0)); ok {
+			t.Fatalf("forged identity accepted: %q %q %q %q", user, name, session, sig)
+		}
+	})
 }
 
 func FuzzCheckPassword(f *testing.F) {

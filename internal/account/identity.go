@@ -6,18 +6,27 @@ import (
 	"encoding/hex"
 	"net/http"
 	"strconv"
+	"strings"
+	"time"
 )
 
 // Headers the gateway sets on requests it forwards to frontend servers.
 // The gateway deletes any client-sent copies first; frontends accept them
 // only with a valid signature, so a client that reaches a frontend directly
-// cannot claim to be somebody else.
+// cannot claim to be somebody else. The signature covers the identity, the
+// request ID, method and path, and a timestamp; frontends refuse signatures
+// older than IdentityMaxAge, so a captured header cannot be replayed on
+// another request or later.
 const (
 	HeaderUser      = "X-Blueprint-User"
 	HeaderUsername  = "X-Blueprint-Username"
 	HeaderSession   = "X-Blueprint-Session"
 	HeaderSignature = "X-Blueprint-Signature"
+	headerRequestID = "X-Request-Id"
 )
+
+// IdentityMaxAge bounds the age of a signed identity.
+const IdentityMaxAge = time.Minute
 
 // StripIdentity removes identity headers from h.
 func StripIdentity(h http.Header) {
@@ -26,36 +35,47 @@ func StripIdentity(h http.Header) {
 	}
 }
 
-// SetIdentity writes id into h, signed with secret and bound to requestID.
-func SetIdentity(h http.Header, id Identity, secret []byte, requestID string) {
-	StripIdentity(h)
+// SetIdentity writes id into r's headers, signed with secret.
+func SetIdentity(r *http.Request, id Identity, secret []byte, now time.Time) {
+	StripIdentity(r.Header)
 	if id.UserID == 0 {
 		return
 	}
-	h.Set(HeaderUser, strconv.FormatInt(id.UserID, 10))
-	h.Set(HeaderUsername, id.Username)
-	h.Set(HeaderSession, strconv.FormatInt(id.SessionID, 10))
-	h.Set(HeaderSignature, identityMAC(id, secret, requestID))
+	ts := strconv.FormatInt(now.Unix(), 10)
+	r.Header.Set(HeaderUser, strconv.FormatInt(id.UserID, 10))
+	r.Header.Set(HeaderUsername, id.Username)
+	r.Header.Set(HeaderSession, strconv.FormatInt(id.SessionID, 10))
+	r.Header.Set(HeaderSignature, ts+"."+identityMAC(r, id, secret, ts))
 }
 
-// IdentityFrom reads and verifies the identity in h. It returns the zero
-// Identity (anonymous) when there is none or its signature is wrong.
-func IdentityFrom(h http.Header, secret []byte, requestID string) (Identity, bool) {
+// IdentityFrom reads and verifies the identity in r's headers. It returns
+// the zero Identity (anonymous) when there is none, its signature is wrong,
+// or it is older than IdentityMaxAge.
+func IdentityFrom(r *http.Request, secret []byte, now time.Time) (Identity, bool) {
+	h := r.Header
 	uid, err1 := strconv.ParseInt(h.Get(HeaderUser), 10, 64)
 	sid, err2 := strconv.ParseInt(h.Get(HeaderSession), 10, 64)
-	if err1 != nil || err2 != nil || uid <= 0 {
+	ts, mac, ok := strings.Cut(h.Get(HeaderSignature), ".")
+	if err1 != nil || err2 != nil || uid <= 0 || !ok {
+		return Identity{}, false
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil || now.Sub(time.Unix(sec, 0)).Abs() > IdentityMaxAge {
 		return Identity{}, false
 	}
 	id := Identity{UserID: uid, Username: h.Get(HeaderUsername), SessionID: sid}
-	want := identityMAC(id, secret, requestID)
-	if !hmac.Equal([]byte(want), []byte(h.Get(HeaderSignature))) {
+	if !hmac.Equal([]byte(identityMAC(r, id, secret, ts)), []byte(mac)) {
 		return Identity{}, false
 	}
 	return id, true
 }
 
-func identityMAC(id Identity, secret []byte, requestID string) string {
+func identityMAC(r *http.Request, id Identity, secret []byte, ts string) string {
 	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(strconv.FormatInt(id.UserID, 10) + "\x00" + id.Username + "\x00" + strconv.FormatInt(id.SessionID, 10) + "\x00" + requestID))
+	for _, part := range []string{strconv.FormatInt(id.UserID, 10), id.Username, strconv.FormatInt(id.SessionID, 10),
+		r.Header.Get(headerRequestID), r.Method, r.URL.Path, ts} {
+		m.Write([]byte(part))
+		m.Write([]byte{0})
+	}
 	return hex.EncodeToString(m.Sum(nil))
 }

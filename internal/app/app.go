@@ -219,7 +219,6 @@ func (a *App) start(ctx context.Context) error {
 		sv.Start(ctx)
 		a.onStop(sv.Stop)
 	}
-	edgeURL := cfg.Edge.PublicURL
 	if has("edge") {
 		originURL := cfg.Edge.Origin
 		if originURL == "" {
@@ -250,22 +249,32 @@ func (a *App) start(ctx context.Context) error {
 		a.edgeSv = sv
 		sv.Start(ctx)
 		a.onStop(sv.Stop)
-		if edgeURL == "" {
-			edgeURL = sv.URL()
-		}
 	}
-	if edgeURL == "" {
-		_, port, _ := net.SplitHostPort(cfg.Edge.Addr)
-		edgeURL = "http://localhost:" + port
-	}
-	edgeURL = strings.TrimSuffix(edgeURL, "/")
 
 	// Services.
 	ids := idgen.New()
 	var accounts *account.Service
 	if a.db != nil {
 		accounts = account.New(a.db, ids, account.Config{SessionTTL: cfg.Account.SessionTTL, MinPasswordLength: cfg.Account.MinPasswordLength})
-		a.media = media.New(a.db, a.q, edgeURL+origin.Prefix, a.logger)
+		a.media = media.New(a.db, a.q, a.edgeURL()+origin.Prefix, a.logger)
+	}
+
+	// The worker starts before the frontends and the gateway so that it
+	// stops after them: on shutdown the public listeners drain first and
+	// the worker gets the rest of the budget to finish its job.
+	if has("worker") {
+		w := worker.New(worker.Config{
+			Concurrency: cfg.Worker.Concurrency, AckWait: cfg.Queue.AckWait, MaxDeliver: cfg.Queue.MaxDeliver,
+			ScratchDir:     filepath.Join(cfg.DataDir, "work"),
+			Tools:          abr.Tools{FFmpeg: cfg.Worker.FFmpeg, FFprobe: cfg.Worker.FFprobe},
+			Limits:         abr.Limits{MaxPixels: cfg.Worker.MaxPixels},
+			SegmentSeconds: cfg.Worker.SegmentSeconds, Preset: cfg.Worker.Preset, Threads: cfg.Worker.FFmpegThreads,
+		}, a.q, a.blobs, a.media, a.logger.With("role", "worker"), a.reg)
+		if err := w.Start(ctx); err != nil {
+			return err
+		}
+		a.worker = w
+		a.onStop(w.Stop)
 	}
 
 	// Frontend servers.
@@ -300,6 +309,11 @@ func (a *App) start(ctx context.Context) error {
 			a.onStop(sv.Stop)
 		}
 		a.background(bgCtx, "reconcile", 5*time.Second, func(ctx context.Context) error {
+			if n, err := uploads.Reconcile(ctx); err != nil {
+				return err
+			} else if n > 0 {
+				a.logger.Info("finished uploads whose finish was interrupted", "count", n)
+			}
 			n, err := a.media.Reconcile(ctx)
 			if n > 0 {
 				a.logger.Info("re-published jobs", "count", n)
@@ -307,6 +321,9 @@ func (a *App) start(ctx context.Context) error {
 			return err
 		})
 		a.background(bgCtx, "upload-sweep", 10*time.Minute, func(ctx context.Context) error {
+			if _, err := accounts.DeleteExpiredSessions(ctx); err != nil {
+				return err
+			}
 			_, err := uploads.Sweep(ctx, 10*time.Minute)
 			return err
 		})
@@ -349,21 +366,23 @@ func (a *App) start(ctx context.Context) error {
 		a.onStop(sv.Stop)
 	}
 
-	if has("worker") {
-		w := worker.New(worker.Config{
-			Concurrency: cfg.Worker.Concurrency, AckWait: cfg.Queue.AckWait, MaxDeliver: cfg.Queue.MaxDeliver,
-			ScratchDir:     filepath.Join(cfg.DataDir, "work"),
-			Tools:          abr.Tools{FFmpeg: cfg.Worker.FFmpeg, FFprobe: cfg.Worker.FFprobe},
-			Limits:         abr.Limits{MaxPixels: cfg.Worker.MaxPixels},
-			SegmentSeconds: cfg.Worker.SegmentSeconds, Preset: cfg.Worker.Preset, Threads: cfg.Worker.FFmpegThreads,
-		}, a.q, a.blobs, a.media, a.logger.With("role", "worker"), a.reg)
-		if err := w.Start(ctx); err != nil {
-			return err
-		}
-		a.worker = w
-		a.onStop(w.Stop)
-	}
 	return nil
+}
+
+// edgeURL is the public URL of the CDN edge that media URLs point at:
+// edge.public_url, else this process's edge listener, else the port of
+// edge.addr on localhost. The edge listener is bound before the media
+// service needs the URL, so a port-0 edge gets its real port.
+func (a *App) edgeURL() string {
+	u := a.cfg.Edge.PublicURL
+	if u == "" && a.edgeSv != nil {
+		u = a.edgeSv.URL()
+	}
+	if u == "" {
+		_, port, _ := net.SplitHostPort(a.cfg.Edge.Addr)
+		u = "http://localhost:" + port
+	}
+	return strings.TrimSuffix(u, "/")
 }
 
 // background runs f every period until Stop.
@@ -403,28 +422,52 @@ func (a *App) Stop(ctx context.Context) error {
 }
 
 // secret returns the configured secret, or one generated once and kept in
-// the data directory.
+// the data directory (mode 0600). Processes sharing a data directory share
+// it; a file that exists but is too short is an error, never a weak key.
 func (a *App) secret() ([]byte, error) {
 	if a.cfg.Secret != "" {
+		if len(a.cfg.Secret) < 16 {
+			return nil, errors.New("app: secret: at least 16 characters")
+		}
 		return []byte(a.cfg.Secret), nil
 	}
 	path := filepath.Join(a.cfg.DataDir, "secret")
-	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
-		return b, nil
+	read := func() ([]byte, error) {
+		// Another process may be writing it right now: give it a moment.
+		for range 50 {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil, fmt.Errorf("app: secret: %w", err)
+			}
+			if len(b) >= 32 {
+				return b, nil
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return nil, fmt.Errorf("app: secret: %s is shorter than 32 bytes; delete it to generate a new one", path)
+	}
+	if _, err := os.Stat(path); err == nil {
+		return read()
 	}
 	buf := make([]byte, 32)
 	rand.Read(buf)
 	s := []byte(hex.EncodeToString(buf))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if errors.Is(err, os.ErrExist) { // another process won the race
-		return os.ReadFile(path)
-	}
+	tmp, err := os.CreateTemp(a.cfg.DataDir, ".secret-*")
 	if err != nil {
 		return nil, fmt.Errorf("app: secret: %w", err)
 	}
-	defer f.Close()
-	if _, err := f.Write(s); err != nil {
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(s); err == nil {
+		err = tmp.Sync()
+	}
+	tmp.Close()
+	// Link, not rename: if another process created the file first, ours
+	// loses and both use theirs.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return read()
+		}
 		return nil, fmt.Errorf("app: secret: %w", err)
 	}
-	return s, f.Sync()
+	return s, nil
 }

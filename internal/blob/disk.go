@@ -2,8 +2,6 @@ package blob
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -11,19 +9,20 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
 // Disk stores objects as files under a root directory. Each object is
-// written to a temporary file, synced and renamed into place; its ETag is
-// the SHA-256 of the content, kept in a sidecar file written the same way.
+// written to a temporary file, synced, renamed into place, and its
+// directory synced. Its ETag is derived from its size and modification
+// time (as nginx does): a replaced object gets a new one, and there is no
+// second file to keep in step with the first.
 type Disk struct {
 	root string
 }
 
 var _ Store = (*Disk)(nil)
-
-const etagSuffix = ".etag~"
 
 // NewDisk returns a Disk store rooted at dir, creating it if needed.
 func NewDisk(dir string) (*Disk, error) {
@@ -37,7 +36,7 @@ func (d *Disk) path(key string) (string, error) {
 	if err := CheckKey(key); err != nil {
 		return "", err
 	}
-	if strings.HasSuffix(key, etagSuffix) || strings.HasPrefix(key, ".tmp/") || key == ".tmp" {
+	if strings.HasPrefix(key, ".tmp/") || key == ".tmp" {
 		return "", fmt.Errorf("%w: %q is reserved", ErrBadKey, key)
 	}
 	return filepath.Join(d.root, filepath.FromSlash(key)), nil
@@ -57,8 +56,7 @@ func (d *Disk) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
 		return Info{}, fmt.Errorf("blob: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	h := sha256.New()
-	_, err = io.Copy(io.MultiWriter(tmp, h), ctxReader{ctx, r})
+	_, err = io.Copy(tmp, ctxReader{ctx, r})
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -68,30 +66,14 @@ func (d *Disk) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("blob: put %s: %w", key, err)
 	}
-	etag := `"` + hex.EncodeToString(h.Sum(nil)[:16]) + `"`
-	if err := writeAtomic(filepath.Join(d.root, ".tmp"), p+etagSuffix, []byte(etag)); err != nil {
-		return Info{}, fmt.Errorf("blob: put %s: %w", key, err)
-	}
 	if err := os.Rename(tmp.Name(), p); err != nil {
 		return Info{}, fmt.Errorf("blob: put %s: %w", key, err)
 	}
+	if dir, err := os.Open(filepath.Dir(p)); err == nil {
+		dir.Sync() // make the rename itself durable
+		dir.Close()
+	}
 	return d.Stat(ctx, key)
-}
-
-func writeAtomic(tmpDir, path string, b []byte) error {
-	f, err := os.CreateTemp(tmpDir, "meta-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // Stat implements Store.
@@ -107,8 +89,8 @@ func (d *Disk) Stat(ctx context.Context, key string) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("blob: %w", err)
 	}
-	etag, _ := os.ReadFile(p + etagSuffix)
-	return Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), ETag: string(etag)}, nil
+	etag := `"` + strconv.FormatInt(fi.Size(), 16) + "-" + strconv.FormatInt(fi.ModTime().UnixNano(), 16) + `"`
+	return Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), ETag: etag}, nil
 }
 
 type diskObject struct {
@@ -144,7 +126,6 @@ func (d *Disk) Delete(ctx context.Context, key string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("blob: %w", err)
 	}
-	os.Remove(p + etagSuffix)
 	return nil
 }
 
@@ -163,7 +144,7 @@ func (d *Disk) List(ctx context.Context, prefix string) ([]Info, error) {
 			}
 			return nil
 		}
-		if strings.HasSuffix(key, etagSuffix) || !strings.HasPrefix(key, prefix) {
+		if !strings.HasPrefix(key, prefix) {
 			return nil
 		}
 		info, err := d.Stat(ctx, key)

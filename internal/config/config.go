@@ -16,6 +16,8 @@ import (
 // Roles that a process can run. "all" stands for every one of them.
 var knownRoles = []string{"gateway", "frontend", "edge", "origin", "broker", "worker"}
 
+var x264Presets = []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"}
+
 // KnownRoles returns the names of the roles a process can run.
 func KnownRoles() []string { return slices.Clone(knownRoles) }
 
@@ -239,8 +241,19 @@ func (c *Config) Validate() error {
 			return keyErr(ch.key, "out of range")
 		}
 	}
-	if c.HasRole("worker") && !c.HasRole("broker") && c.Queue.URL == "" {
-		return keyErr("queue.url", "the worker role needs a broker: run the broker role in this process or set queue.url")
+	for _, r := range []string{"worker", "frontend"} {
+		if c.HasRole(r) && !c.HasRole("broker") && c.Queue.URL == "" {
+			return keyErr("queue.url", "the %s role needs a broker: run the broker role in this process or set queue.url", r)
+		}
+	}
+	if _, port, _ := net.SplitHostPort(c.Frontend.Addr); port != "0" && c.Frontend.Instances > 1 {
+		return keyErr("frontend.addr", "a fixed port (%s) cannot serve %d instances; use port 0", c.Frontend.Addr, c.Frontend.Instances)
+	}
+	if !slices.Contains(x264Presets, c.Worker.Preset) {
+		return keyErr("worker.preset", "unknown x264 preset %q (want one of %s)", c.Worker.Preset, strings.Join(x264Presets, ", "))
+	}
+	if c.Worker.FFmpegThreads < 0 {
+		return keyErr("worker.ffmpeg_threads", "must be 0 (ffmpeg decides) or more")
 	}
 	return nil
 }

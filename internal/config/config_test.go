@@ -19,8 +19,8 @@ func TestDefaultIsValid(t *testing.T) {
 }
 
 func TestPrecedence(t *testing.T) {
-	env := []string{"BLUEPRINT_LB_STRATEGY=consistent_hash", "BLUEPRINT_WORKER_CONCURRENCY=5", "PATH=/bin"}
-	args := []string{"--config", "testdata/good.yaml", "--worker-concurrency=7", "--roles", "gateway,frontend"}
+	env := []string{"BLUEPRINT_LB_STRATEGY=consistent_hash", "BLUEPRINT_WORKER_CONCURRENCY=5", "PATH=/bin", "BLUEPRINT_PASSWORD=x", "BLUEPRINT_TEST_ANYTHING=1"}
+	args := []string{"--config", "testdata/good.yaml", "--worker-concurrency=7", "--roles", "gateway,frontend,broker"}
 	cfg, opts, err := Load(args, env, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +37,7 @@ func TestPrecedence(t *testing.T) {
 		{"lb.health_interval from file", cfg.LB.HealthInterval, 250 * time.Millisecond},
 		{"edge.memory_bytes from file", cfg.Edge.MemoryBytes, ByteSize(32 << 20)},
 		{"worker.concurrency flag over env over file", cfg.Worker.Concurrency, 7},
-		{"roles from flag", strings.Join(cfg.Roles, ","), "gateway,frontend"},
+		{"roles from flag", strings.Join(cfg.Roles, ","), "gateway,frontend,broker"},
 		{"default kept", cfg.AdminAddr, "127.0.0.1:9090"},
 	}
 	for _, c := range checks {
@@ -65,6 +65,10 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"unknown flag", []string{"--no-such-flag"}, nil, "no-such-flag"},
 		{"missing file", []string{"--config", "testdata/missing.yaml"}, nil, "missing.yaml"},
 		{"worker without broker", []string{"--roles", "worker"}, nil, "queue.url"},
+		{"frontend without broker", []string{"--roles", "gateway,frontend"}, nil, "the frontend role needs a broker"},
+		{"fixed frontend port", []string{"--frontend-addr", "127.0.0.1:7000"}, nil, "frontend.addr"},
+		{"bad preset", []string{"--worker-preset", "turbo"}, nil, "worker.preset"},
+		{"negative threads", []string{"--worker-ffmpeg-threads", "-1"}, nil, "worker.ffmpeg_threads"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

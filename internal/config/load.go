@@ -71,7 +71,8 @@ func Load(args []string, env []string, usage io.Writer) (Config, Options, error)
 			return cfg, opts, err
 		}
 	}
-	known := map[string]bool{EnvPrefix + "CONFIG": true}
+	// Variables of the blueprint CLI subcommands, not configuration keys.
+	known := map[string]bool{EnvPrefix + "CONFIG": true, EnvPrefix + "PASSWORD": true, EnvPrefix + "SERVER": true}
 	for _, l := range leaves {
 		name := l.envName()
 		known[name] = true
@@ -83,7 +84,7 @@ func Load(args []string, env []string, usage io.Writer) (Config, Options, error)
 	}
 	var unknown []string
 	for k := range envMap {
-		if !known[k] {
+		if !known[k] && !strings.HasPrefix(k, EnvPrefix+"TEST_") {
 			unknown = append(unknown, k)
 		}
 	}

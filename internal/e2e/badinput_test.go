@@ -165,6 +165,9 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("setup: %v %q", err, created)
 	}
 	id := created[strings.LastIndex(created, "/")+1:]
+	// Another user's failed item (and its error text) is not visible.
+	_, err = other.Video(ctx, ids["notes.txt"])
+	expectStatus("someone else's failed video", err, http.StatusNotFound)
 	if code := rawTus("HEAD", "/api/v1/uploads/"+id, map[string]string{"Tus-Resumable": "1.0.0"}); code != http.StatusNotFound {
 		t.Errorf("HEAD on another user's upload: %d, want 404", code)
 	}

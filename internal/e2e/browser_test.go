@@ -131,8 +131,8 @@ func TestBrowserUploadAndPlayback(t *testing.T) {
 	}
 	t.Logf("playback at %.2f s with %d levels", current, levels)
 
-	// Screenshot for humans (kept when BLUEPRINT_SCREENSHOTS is set).
-	if dir := os.Getenv("BLUEPRINT_SCREENSHOTS"); dir != "" {
+	// Screenshot for humans (kept when BLUEPRINT_TEST_SCREENSHOTS is set).
+	if dir := os.Getenv("BLUEPRINT_TEST_SCREENSHOTS"); dir != "" {
 		png, _ := chromedp.Run(ctx, chromedp.FullScreenshot(90))
 		os.WriteFile(filepath.Join(dir, "watch.png"), png, 0o644)
 	}

@@ -118,7 +118,7 @@ func (s *Server) Handler() http.Handler {
 
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, _ := account.IdentityFrom(r.Header, s.d.Secret, r.Header.Get(httpx.HeaderRequestID))
+		id, _ := account.IdentityFrom(r, s.d.Secret, time.Now())
 		sw := &statusWriter{ResponseWriter: w, code: 200}
 		w.Header().Set("X-Served-By", s.name)
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
@@ -207,12 +207,25 @@ func (s *Server) apiVideo(w http.ResponseWriter, r *http.Request) {
 		httpx.Error(w, r, s.d.Logger, err)
 		return
 	}
-	v, err := s.d.Media.Get(r.Context(), id)
+	v, err := s.visible(r, id)
 	if err != nil {
 		httpx.Error(w, r, s.d.Logger, err)
 		return
 	}
 	httpx.JSON(w, http.StatusOK, v)
+}
+
+// visible returns a media item the caller may see: ready items are public;
+// processing and failed ones (and their error text) only to their owner.
+func (s *Server) visible(r *http.Request, id int64) (media.Video, error) {
+	v, err := s.d.Media.Get(r.Context(), id)
+	if err != nil {
+		return v, err
+	}
+	if v.Status != media.StatusReady && v.UserID != ident(r).UserID {
+		return media.Video{}, errs.E(errs.NotFound, "no video with id %d", id)
+	}
+	return v, nil
 }
 
 func (s *Server) apiVideos(w http.ResponseWriter, r *http.Request) {
@@ -386,7 +399,7 @@ func (s *Server) watchPage(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusNotFound, "Not found", "There is no video with that id.")
 		return
 	}
-	v, err := s.d.Media.Get(r.Context(), id)
+	v, err := s.visible(r, id)
 	if err != nil {
 		if errs.KindOf(err) == errs.NotFound {
 			s.errorPage(w, r, http.StatusNotFound, "Not found", "There is no video with that id.")

@@ -128,8 +128,9 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 				}
 			}
 			d := time.Since(start)
-			g.requests.WithLabelValues(r.Method, strconv.Itoa(rec.code)).Inc()
-			g.duration.WithLabelValues(r.Method).Observe(d.Seconds())
+			method := metricMethod(r.Method)
+			g.requests.WithLabelValues(method, strconv.Itoa(rec.code)).Inc()
+			g.duration.WithLabelValues(method).Observe(d.Seconds())
 			attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.code, "bytes", rec.bytes,
 				"duration_ms", float64(d.Microseconds()) / 1000, "request_id", rid, "client", g.clientIP(r),
 				"backend", rec.Header().Get("X-Served-By")}
@@ -177,6 +178,11 @@ func (g *Gateway) authenticate(next http.Handler) http.Handler {
 			id, err = g.auth.Authenticate(r.Context(), strings.TrimSpace(token))
 			if err != nil {
 				if errs.KindOf(err) == errs.Unauthorized {
+					// Failed attempts draw on the client address's own
+					// bucket, so guessing tokens is rate limited too.
+					if !g.allow(w, "authfail:"+g.clientIP(r)) {
+						return
+					}
 					w.Header().Set("WWW-Authenticate", `Bearer realm="blueprint", error="invalid_token"`)
 				}
 				httpx.Error(w, r, g.logger, err)
@@ -201,30 +207,39 @@ func (g *Gateway) rateLimit(next http.Handler) http.Handler {
 		if id := callerOf(r); id.UserID != 0 {
 			key = "user:" + strconv.FormatInt(id.UserID, 10)
 		}
-		if ok, wait := g.limiter.Allow(key); !ok {
-			g.limited.Inc()
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			httpx.JSON(w, http.StatusTooManyRequests, map[string]string{"error": "rate limit exceeded; retry after " + wait.Round(time.Millisecond).String()})
-			return
+		if g.allow(w, key) {
+			next.ServeHTTP(w, r)
 		}
-		next.ServeHTTP(w, r)
 	})
+}
+
+// allow takes a token from key's bucket, or answers 429 with Retry-After
+// and reports false.
+func (g *Gateway) allow(w http.ResponseWriter, key string) bool {
+	ok, wait := g.limiter.Allow(key)
+	if !ok {
+		g.limited.Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+		httpx.JSON(w, http.StatusTooManyRequests, map[string]string{"error": "rate limit exceeded; retry after " + wait.Round(time.Millisecond).String()})
+	}
+	return ok
 }
 
 // identify replaces any client-sent identity headers with the signed
 // identity of the authenticated caller.
 func (g *Gateway) identify(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		account.SetIdentity(r.Header, callerOf(r), g.cfg.Secret, r.Header.Get(httpx.HeaderRequestID))
+		account.SetIdentity(r, callerOf(r), g.cfg.Secret, time.Now())
 		next.ServeHTTP(w, r)
 	})
 }
 
 func (g *Gateway) clientIP(r *http.Request) string {
 	if g.cfg.TrustedProxy {
+		// The last hop is the one our trusted proxy appended; entries to
+		// its left come from the client and can say anything.
 		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			return strings.TrimSpace(first)
+			return strings.TrimSpace(xff[strings.LastIndex(xff, ",")+1:])
 		}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -232,6 +247,16 @@ func (g *Gateway) clientIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// metricMethod bounds the method label: clients choose the method.
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "OTHER"
 }
 
 type recorder struct {

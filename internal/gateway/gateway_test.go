@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/blueprint-media/blueprint/internal/account"
 	"github.com/blueprint-media/blueprint/internal/errs"
@@ -36,7 +37,7 @@ func newGateway(t *testing.T, rate float64, burst int) *httptest.Server {
 		if r.URL.Path == "/healthz" {
 			return
 		}
-		id, ok := account.IdentityFrom(r.Header, secret, r.Header.Get(httpx.HeaderRequestID))
+		id, ok := account.IdentityFrom(r, secret, time.Now())
 		b, _ := io.ReadAll(r.Body)
 		w.Header().Set("X-Body-Len", strconv.Itoa(len(b)))
 		if ok {
@@ -116,6 +117,34 @@ func TestBadTokens(t *testing.T) {
 		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "error") || resp.Header.Get("WWW-Authenticate") == "" {
 			t.Errorf("%q: %d %q %q", h, resp.StatusCode, body, resp.Header.Get("WWW-Authenticate"))
 		}
+	}
+}
+
+func TestFailedTokensAreRateLimited(t *testing.T) {
+	srv := newGateway(t, 1, 3)
+	codes := map[int]int{}
+	for range 5 {
+		req := mustReq("GET", srv.URL+"/x", nil)
+		req.Header.Set("Authorization", "Bearer bp_guess")
+		resp, _ := do(t, req)
+		codes[resp.StatusCode]++
+	}
+	if codes[401] != 3 || codes[429] != 2 {
+		t.Fatalf("codes = %v, want 3×401 then 2×429", codes)
+	}
+}
+
+func TestChunkedBodyOverLimit(t *testing.T) {
+	srv := newGateway(t, 100, 100)
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write([]byte(strings.Repeat("y", 4096)))
+		pw.Close()
+	}()
+	req := mustReq("POST", srv.URL+"/api/v1/users", pr) // no Content-Length: chunked
+	resp, _ := do(t, req)
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("chunked body over the limit: %d, want 413", resp.StatusCode)
 	}
 }
 

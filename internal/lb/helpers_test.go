@@ -61,7 +61,14 @@ func newTestBackend(t *testing.T, name string) *testBackend {
 		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
 			w.Header().Set("Got-"+h, strings.Join(r.Header.Values(h), ","))
 		}
-		io.Copy(w, r.Body)
+		// Read all, then answer: HTTP/1 servers are not full duplex, and
+		// copying while reading races the server closing the body.
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Write(body)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, tb.name)

@@ -3,6 +3,7 @@ package lb
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -138,6 +139,13 @@ func (h *proxy) handleError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		h.b.log.Warn("lb: backend unreachable", "backend", a.backend.name, "method", r.Method, "path", r.URL.Path, "error", err)
 		http.Error(w, "lb: backend unreachable", http.StatusBadGateway)
+		return
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		// The request body ran over a limit set in front of the proxy
+		// (the gateway's): the client's fault, not the backend's.
+		http.Error(w, fmt.Sprintf("request body over %d bytes", tooBig.Limit), http.StatusRequestEntityTooLarge)
 		return
 	}
 	h.b.log.Warn("lb: proxy error", "backend", a.backend.name, "method", r.Method, "path", r.URL.Path, "error", err)

@@ -100,8 +100,11 @@ type NewItem struct {
 }
 
 // Create records a new media item in state processing (idempotently: a
-// second call for the same ID changes nothing) and enqueues its job.
-func (s *Service) Create(ctx context.Context, it NewItem) error {
+// second call for the same ID changes nothing), running also — when not nil
+// — in the same transaction, and then enqueues its job. An error means the
+// item was not recorded. A failed publish is only logged: the item is
+// recorded as not yet enqueued and Reconcile publishes it.
+func (s *Service) Create(ctx context.Context, it NewItem, also func(*sql.Tx) error) error {
 	now := s.now().Unix()
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO videos(id, user_id, title, description, status, source_key, source_size, created_at, updated_at)
@@ -110,14 +113,22 @@ func (s *Service) Create(ctx context.Context, it NewItem) error {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
-			return insertEvent(ctx, tx, "video.uploaded", it.ID, now)
+			if err := insertEvent(ctx, tx, "video.uploaded", it.ID, now); err != nil {
+				return err
+			}
+		}
+		if also != nil {
+			return also(tx)
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("media: create: %w", err)
 	}
-	return s.enqueue(ctx, it.ID)
+	if err := s.enqueue(ctx, it.ID); err != nil {
+		s.logger.Warn("media: publish failed; the reconciler will retry", "video", it.ID, "err", err)
+	}
+	return nil
 }
 
 func (s *Service) enqueue(ctx context.Context, id int64) error {
@@ -141,10 +152,16 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 	var ids []int64
 	for rows.Next() {
 		var id int64
-		rows.Scan(&id)
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("media: reconcile: %w", err)
+		}
 		ids = append(ids, id)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("media: reconcile: %w", err)
+	}
 	n := 0
 	for _, id := range ids {
 		if err := s.enqueue(ctx, id); err != nil {
@@ -326,12 +343,4 @@ func (s *Service) transition(ctx context.Context, id int64, event, set string, a
 func insertEvent(ctx context.Context, tx *sql.Tx, kind string, subject, now int64) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO events(kind, subject_id, created_at) VALUES (?, ?, ?)`, kind, subject, now)
 	return err
-}
-
-// CountEvents returns how many events of a kind an item has (tests and
-// the admin view use it to show that transitions happen once).
-func (s *Service) CountEvents(ctx context.Context, id int64, kind string) (int, error) {
-	var n int
-	err := s.db.R.QueryRowContext(ctx, `SELECT COUNT(*) FROM events WHERE subject_id = ? AND kind = ?`, id, kind).Scan(&n)
-	return n, err
 }

@@ -155,6 +155,10 @@ func (s *Service) authorize(next http.Handler) http.Handler {
 			uploadID := strings.TrimPrefix(r.URL.Path, BasePath)
 			var owner int64
 			err := s.db.R.QueryRowContext(r.Context(), `SELECT user_id FROM uploads WHERE id = ?`, uploadID).Scan(&owner)
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				tusError(w, http.StatusServiceUnavailable, "upload store unavailable, try again")
+				return
+			}
 			if err != nil || owner != id.UserID {
 				tusError(w, http.StatusNotFound, "no such upload")
 				return
@@ -228,7 +232,7 @@ func (s *Service) preCreate(ev tushandler.HookEvent) (tushandler.HTTPResponse, t
 func (s *Service) preFinish(ev tushandler.HookEvent) (tushandler.HTTPResponse, error) {
 	if err := s.Finish(ev.Context, ev.Upload.ID); err != nil {
 		s.logger.Error("upload: finish", "upload", ev.Upload.ID, "err", err)
-		return tushandler.HTTPResponse{}, tushandler.NewError("ERR_FINISH", "the upload arrived but could not be stored; retry the last request", http.StatusServiceUnavailable)
+		return tushandler.HTTPResponse{}, tushandler.NewError("ERR_FINISH", "the upload arrived complete; it will be processed as soon as storage recovers", http.StatusServiceUnavailable)
 	}
 	return tushandler.HTTPResponse{}, nil
 }
@@ -262,16 +266,21 @@ func (s *Service) Finish(ctx context.Context, uploadID string) error {
 			return fmt.Errorf("upload: finish %s: %w", uploadID, err)
 		}
 	}
-	if err := s.media.Create(ctx, media.NewItem{ID: u.videoID, UserID: u.userID, Title: u.title, Description: u.desc, SourceKey: key, SourceSize: u.size}); err != nil {
-		// The item row may exist without its job published; Reconcile
-		// publishes it later, so the upload itself is safe.
-		s.logger.Warn("upload: enqueue failed; the reconciler will retry", "upload", uploadID, "err", err)
-	}
-	res, err := s.db.W.ExecContext(ctx, `UPDATE uploads SET state = 'finished', finished_at = ? WHERE id = ? AND state = 'uploading'`, time.Now().Unix(), uploadID)
+	var newlyFinished bool
+	err = s.media.Create(ctx, media.NewItem{ID: u.videoID, UserID: u.userID, Title: u.title, Description: u.desc, SourceKey: key, SourceSize: u.size},
+		func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `UPDATE uploads SET state = 'finished', finished_at = ? WHERE id = ? AND state = 'uploading'`, time.Now().Unix(), uploadID)
+			if err != nil {
+				return err
+			}
+			n, _ := res.RowsAffected()
+			newlyFinished = n == 1
+			return nil
+		})
 	if err != nil {
 		return fmt.Errorf("upload: finish %s: %w", uploadID, err)
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
+	if newlyFinished {
 		s.finished.Inc()
 		s.bytes.Add(float64(u.size))
 	}
@@ -301,6 +310,45 @@ func (s *Service) Get(ctx context.Context, uploadID string, userID int64) (Uploa
 		}
 	}
 	return u, nil
+}
+
+// Reconcile finishes uploads whose last byte arrived but whose Finish did
+// not complete (storage was down, or the process stopped in between).
+func (s *Service) Reconcile(ctx context.Context) (int, error) {
+	rows, err := s.db.R.QueryContext(ctx, `SELECT id, size FROM uploads WHERE state = 'uploading' ORDER BY created_at LIMIT 500`)
+	if err != nil {
+		return 0, fmt.Errorf("upload: reconcile: %w", err)
+	}
+	type pending struct {
+		id   string
+		size int64
+	}
+	var todo []pending
+	for rows.Next() {
+		var p pending
+		if err := rows.Scan(&p.id, &p.size); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("upload: reconcile: %w", err)
+		}
+		todo = append(todo, p)
+	}
+	rows.Close()
+	n := 0
+	for _, p := range todo {
+		up, err := s.store.GetUpload(ctx, p.id)
+		if err != nil {
+			continue // not created on disk yet, or swept
+		}
+		info, err := up.GetInfo(ctx)
+		if err != nil || info.Offset != p.size {
+			continue // still uploading
+		}
+		if err := s.Finish(ctx, p.id); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // Sweep deletes the tus files of uploads finished more than age ago (their

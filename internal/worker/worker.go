@@ -25,12 +25,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/blueprint-media/blueprint/internal/abr"
 	"github.com/blueprint-media/blueprint/internal/blob"
+	"github.com/blueprint-media/blueprint/internal/errs"
 	"github.com/blueprint-media/blueprint/internal/media"
 	"github.com/blueprint-media/blueprint/internal/queue"
 )
@@ -83,14 +85,32 @@ func New(cfg Config, q *queue.Queue, blobs blob.Store, m *media.Service, logger 
 	return w
 }
 
-// Start starts consuming jobs.
+// Start starts consuming jobs. Each worker process works in its own
+// scratch subdirectory named after its process ID; at start it removes the
+// subdirectories of processes that no longer exist (killed workers).
 func (w *Worker) Start(ctx context.Context) error {
 	if err := os.MkdirAll(w.cfg.ScratchDir, 0o755); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
+	if entries, err := os.ReadDir(w.cfg.ScratchDir); err == nil {
+		for _, e := range entries {
+			pid, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "pid-"))
+			if err != nil || !strings.HasPrefix(e.Name(), "pid-") || processAlive(pid) {
+				continue
+			}
+			os.RemoveAll(filepath.Join(w.cfg.ScratchDir, e.Name()))
+		}
+	}
+	w.cfg.ScratchDir = filepath.Join(w.cfg.ScratchDir, "pid-"+strconv.Itoa(os.Getpid()))
+	if err := os.MkdirAll(w.cfg.ScratchDir, 0o755); err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	// The broker delivers without limit; the worker counts deliveries
+	// itself, so a job that kills its worker every time (and so never
+	// returns an error) still ends as failed instead of processing forever.
 	c, err := w.q.Consume(ctx, queue.ConsumeConfig{
 		Name: "process", Kind: media.JobKind, AckWait: w.cfg.AckWait,
-		MaxDeliver: w.cfg.MaxDeliver, Concurrency: w.cfg.Concurrency,
+		MaxDeliver: -1, Concurrency: w.cfg.Concurrency,
 	}, w.handle)
 	if err != nil {
 		return err
@@ -106,7 +126,9 @@ func (w *Worker) Stop(ctx context.Context) error {
 	if w.consumer == nil {
 		return nil
 	}
-	return w.consumer.Stop(ctx)
+	err := w.consumer.Stop(ctx)
+	os.Remove(w.cfg.ScratchDir) // empty unless a job was abandoned
+	return err
 }
 
 func (w *Worker) handle(ctx context.Context, d *queue.Delivery) error {
@@ -117,6 +139,10 @@ func (w *Worker) handle(ctx context.Context, d *queue.Delivery) error {
 	}
 	log := w.logger.With("video", job.VideoID, "delivery", d.NumDelivered)
 	v, err := w.media.Get(ctx, job.VideoID)
+	if errs.KindOf(err) == errs.NotFound {
+		w.jobs.WithLabelValues("malformed").Inc()
+		return fmt.Errorf("worker: job for unknown video %d: %w", job.VideoID, queue.ErrPermanent)
+	}
 	if err != nil {
 		return err // the store may be briefly unavailable: retry
 	}
@@ -125,9 +151,19 @@ func (w *Worker) handle(ctx context.Context, d *queue.Delivery) error {
 		w.jobs.WithLabelValues("duplicate").Inc()
 		return nil
 	}
+	if int(d.NumDelivered) > w.cfg.MaxDeliver {
+		if _, err := w.media.MarkFailed(ctx, v.ID, fmt.Sprintf("processing failed after %d attempts", d.NumDelivered-1)); err != nil {
+			return err
+		}
+		w.jobs.WithLabelValues("gave_up").Inc()
+		log.Error("giving up: earlier attempts died without finishing")
+		return nil
+	}
 	w.busy.Inc()
 	defer w.busy.Dec()
-	w.media.StartAttempt(ctx, v.ID)
+	if err := w.media.StartAttempt(ctx, v.ID); err != nil {
+		return err
+	}
 
 	// Keep the lease while we work, from a goroutine CPU-bound ffmpeg
 	// cannot starve.
@@ -182,6 +218,16 @@ func (w *Worker) handle(ctx context.Context, d *queue.Delivery) error {
 		w.jobs.WithLabelValues("retry").Inc()
 		return err
 	}
+}
+
+// processAlive reports whether a process with this ID exists on this
+// machine (signal 0 checks without signalling).
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // reason turns an abr error into the text users see.
@@ -241,7 +287,9 @@ func (w *Worker) process(ctx context.Context, v media.Video, log *slog.Logger) (
 		Progress: func(f float64) {
 			if time.Since(lastSave) > time.Second {
 				lastSave = time.Now()
-				w.media.SetProgress(ctx, v.ID, f*0.95)
+				if err := w.media.SetProgress(ctx, v.ID, f*0.95); err != nil {
+					log.Warn("progress not saved", "err", err)
+				}
 			}
 		},
 	})
