@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,6 +40,31 @@ func newBrowser(t *testing.T) context.Context {
 	return ctx
 }
 
+// settle waits until the page at path want has finished
+// loading, then runs actions, retrying a few times: right after a
+// navigation chromedp may still hold node IDs of the previous document
+// ("Could not find node with given id").
+func settle(ctx context.Context, t *testing.T, want string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	var err error
+	for attempt := range 10 {
+		if attempt > 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+		loc, lerr := chromedp.Run(ctx, chromedp.Location())
+		ready, rerr := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.readyState === 'complete'`))
+		u, _ := url.Parse(loc)
+		if lerr != nil || rerr != nil || u == nil || u.Path != want || !ready {
+			err = fmt.Errorf("page not ready: %s %v %v", loc, lerr, rerr)
+			continue
+		}
+		if err = chromedp.Do(ctx, actions...); err == nil {
+			return
+		}
+	}
+	t.Fatalf("on %s: %v", want, err)
+}
+
 // TestBrowserUploadAndPlayback drives the real web UI in headless
 // Chromium: log in through the form, upload through the upload page
 // (tus-js-client), land on the watch page, and play the HLS stream with
@@ -60,11 +87,11 @@ func TestBrowserUploadAndPlayback(t *testing.T) {
 		chromedp.SendKeys(`input[name=username]`, "bea"),
 		chromedp.SendKeys(`input[name=password]`, "password-bea"),
 		chromedp.Submit(`input[name=password]`),
-		chromedp.WaitVisible(`#upload-form`),
 	)
 	if err != nil {
 		t.Fatalf("log in: %v", err)
 	}
+	settle(ctx, t, "/upload", chromedp.WaitVisible(`#upload-form`))
 	who, err := chromedp.Run(ctx, chromedp.Text(`.who`))
 	if err != nil {
 		t.Fatal(err)
@@ -74,9 +101,11 @@ func TestBrowserUploadAndPlayback(t *testing.T) {
 	}
 
 	// Upload through the page; it redirects to the watch page when done.
-	err = chromedp.Do(ctx,
+	settle(ctx, t, "/upload",
 		chromedp.SetUploadFiles(`#file`, []string{clip}),
 		chromedp.SendKeys(`#title`, "Browser upload"),
+	)
+	err = chromedp.Do(ctx,
 		chromedp.Click(`#start`),
 		chromedp.WaitVisible(`article.watch`),
 	)
@@ -165,12 +194,11 @@ func TestBrowserUploadResumesAfterReload(t *testing.T) {
 		chromedp.SendKeys(`input[name=username]`, "rex"),
 		chromedp.SendKeys(`input[name=password]`, "password-rex"),
 		chromedp.Submit(`input[name=password]`),
-		chromedp.WaitVisible(`#upload-form`),
-		chromedp.SetUploadFiles(`#file`, []string{file}),
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
+	settle(ctx, t, "/upload", chromedp.WaitVisible(`#upload-form`), chromedp.SetUploadFiles(`#file`, []string{file}))
 	// Pause the upload once a third of it is sent: wrap tus.Upload so the
 	// page's own Pause button is clicked from the progress callback.
 	_, err = chromedp.Run(ctx, chromedp.Evaluate[bool](`(function(){
@@ -208,13 +236,11 @@ func TestBrowserUploadResumesAfterReload(t *testing.T) {
 	}
 
 	// Reload the page and pick the same file again.
-	err = chromedp.Do(ctx,
-		chromedp.Navigate(p.urls.Gateway+"/upload"),
-		chromedp.WaitVisible(`#upload-form`),
-		chromedp.SetUploadFiles(`#file`, []string{file}),
-		chromedp.Click(`#start`),
-	)
-	if err != nil {
+	if err := chromedp.Do(ctx, chromedp.Navigate(p.urls.Gateway+"/upload")); err != nil {
+		t.Fatal(err)
+	}
+	settle(ctx, t, "/upload", chromedp.WaitVisible(`#upload-form`), chromedp.SetUploadFiles(`#file`, []string{file}))
+	if err := chromedp.Do(ctx, chromedp.Click(`#start`)); err != nil {
 		t.Fatal(err)
 	}
 	resumed := false
