@@ -103,24 +103,7 @@ func TestWorkerKilledMidTranscode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Wait until the transcode is under way, then kill the worker.
-	for {
-		v, err := c.Video(ctx, res.VideoID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if v.Status != "processing" {
-			t.Fatalf("video finished (%s) before the worker could be killed; make the clip longer", v.Status)
-		}
-		if v.Progress > 0 {
-			t.Logf("killing worker-1 at progress %.1f%%", v.Progress*100)
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("transcode never started")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitTranscoding(ctx, t, c, res.VideoID)
 	if err := w1.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}

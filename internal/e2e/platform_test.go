@@ -206,3 +206,26 @@ func clipDir(t *testing.T) string {
 	os.MkdirAll(d, 0o755)
 	return d
 }
+
+// waitTranscoding waits until a video's transcode is under way (progress
+// reported), failing if it finishes first.
+func waitTranscoding(ctx context.Context, t *testing.T, c *client.Client, id string) {
+	t.Helper()
+	for {
+		v, err := c.Video(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Status != "processing" {
+			t.Fatalf("video finished (%s) before the transcode could be interrupted; make the clip longer", v.Status)
+		}
+		if v.Progress > 0 {
+			t.Logf("transcode under way at %.1f%%", v.Progress*100)
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatal("transcode never started")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -23,19 +23,7 @@ func TestGracefulShutdownFinishesInFlightJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for {
-		v, err := c.Video(ctx, res.VideoID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if v.Status != "processing" {
-			t.Fatalf("finished (%s) before the stop; make the clip longer", v.Status)
-		}
-		if v.Progress > 0 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitTranscoding(ctx, t, c, res.VideoID)
 	stopCtx, stopCancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer stopCancel()
 	if err := p.app.Stop(stopCtx); err != nil {

@@ -119,22 +119,14 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, _ := account.IdentityFrom(r, s.d.Secret, time.Now())
-		sw := &statusWriter{ResponseWriter: w, code: 200}
+		sw := &httpx.Recorder{ResponseWriter: w, Code: http.StatusOK}
 		w.Header().Set("X-Served-By", s.name)
 		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
 		if s.d.Requests != nil {
-			s.d.Requests.WithLabelValues(s.name, strconv.Itoa(sw.code/100)+"xx").Inc()
+			s.d.Requests.WithLabelValues(s.name, strconv.Itoa(sw.Code/100)+"xx").Inc()
 		}
 	})
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int)        { w.code = code; w.ResponseWriter.WriteHeader(code) }
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // ---- API ----
 

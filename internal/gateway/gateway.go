@@ -116,22 +116,22 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 		}
 		r.Header.Set(httpx.HeaderRequestID, rid)
 		w.Header().Set(httpx.HeaderRequestID, rid)
-		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
+		rec := &httpx.Recorder{ResponseWriter: w, Code: http.StatusOK}
 		defer func() {
 			if p := recover(); p != nil {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
 				g.logger.Error("panic", "request_id", rid, "panic", p)
-				if !rec.wrote {
+				if !rec.Wrote {
 					httpx.JSON(rec, http.StatusInternalServerError, map[string]string{"error": "internal error"})
 				}
 			}
 			d := time.Since(start)
 			method := metricMethod(r.Method)
-			g.requests.WithLabelValues(method, strconv.Itoa(rec.code)).Inc()
+			g.requests.WithLabelValues(method, strconv.Itoa(rec.Code)).Inc()
 			g.duration.WithLabelValues(method).Observe(d.Seconds())
-			attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.code, "bytes", rec.bytes,
+			attrs := []any{"method", r.Method, "path", r.URL.Path, "status", rec.Code, "bytes", rec.Bytes,
 				"duration_ms", float64(d.Microseconds()) / 1000, "request_id", rid, "client", g.clientIP(r),
 				"backend", rec.Header().Get("X-Served-By")}
 			if id := callerOf(r); id.UserID != 0 {
@@ -257,33 +257,4 @@ func metricMethod(m string) string {
 		return m
 	}
 	return "OTHER"
-}
-
-type recorder struct {
-	http.ResponseWriter
-	code  int
-	bytes int64
-	wrote bool
-}
-
-func (r *recorder) WriteHeader(code int) {
-	if !r.wrote {
-		r.code, r.wrote = code, true
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *recorder) Write(b []byte) (int, error) {
-	r.wrote = true
-	n, err := r.ResponseWriter.Write(b)
-	r.bytes += int64(n)
-	return n, err
-}
-
-func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
-
-func (r *recorder) Flush() {
-	if f, ok := r.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
 }

@@ -138,3 +138,39 @@ func Drain(rc io.ReadCloser) {
 	io.Copy(io.Discard, io.LimitReader(rc, 1<<16))
 	rc.Close()
 }
+
+// Recorder is a ResponseWriter that remembers the status code and counts
+// the bytes written, for access logs and metrics. It passes Flush through
+// (server-sent events) and unwraps for http.ResponseController.
+type Recorder struct {
+	http.ResponseWriter
+	Code  int   // status sent; set Code to 200 when creating it
+	Bytes int64 // body bytes written
+	Wrote bool  // whether anything was sent
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (r *Recorder) WriteHeader(code int) {
+	if !r.Wrote {
+		r.Code, r.Wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Write implements http.ResponseWriter.
+func (r *Recorder) Write(b []byte) (int, error) {
+	r.Wrote = true
+	n, err := r.ResponseWriter.Write(b)
+	r.Bytes += int64(n)
+	return n, err
+}
+
+// Unwrap returns the underlying ResponseWriter.
+func (r *Recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Flush implements http.Flusher.
+func (r *Recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
