@@ -49,8 +49,15 @@ func blueprintBinary(t *testing.T) string {
 // startWorker runs the worker role as its own process.
 func startWorker(t *testing.T, p *platform, name string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(blueprintBinary(t), "--roles", "worker", "--queue-url", p.urls.Broker, "--data-dir", p.dir,
-		"--admin-addr", "127.0.0.1:0", "--queue-ack-wait", "2s", "--worker-preset", "ultrafast", "--log-format", "text")
+	return startProcess(t, p, name, "--roles", "worker", "--queue-url", p.urls.Broker, "--data-dir", p.dir,
+		"--admin-addr", "127.0.0.1:0", "--queue-ack-wait", "2s", "--worker-preset", "ultrafast")
+}
+
+// startProcess runs the blueprint binary with args as a child process whose
+// log goes to the test's data directory (and into the test log on failure).
+func startProcess(t *testing.T, p *platform, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(blueprintBinary(t), append(args, "--log-format", "text")...)
 	logf, err := os.Create(filepath.Join(p.dir, name+".log"))
 	if err != nil {
 		t.Fatal(err)
