@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -38,7 +39,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return fmt.Sprintf("blueprint: %d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
+	return fmt.Sprintf("%d %s: %s", e.Status, http.StatusText(e.Status), e.Message)
 }
 
 // User is an account.
@@ -185,10 +186,18 @@ func (c *Client) Videos(ctx context.Context, cursor string, limit int) ([]Video,
 }
 
 // WaitReady polls a media item until it is ready or failed, or ctx ends.
-// A failed item returns the item and an error with its reason.
+// A failed item returns the item and an error with its reason. For its
+// first minute it waits through 404s too: an upload whose finish the
+// server could not complete at once becomes an item a little later.
 func (c *Client) WaitReady(ctx context.Context, id string, every time.Duration) (Video, error) {
+	start := time.Now()
 	for {
 		v, err := c.Video(ctx, id)
+		var apiErr *Error
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound && time.Since(start) < time.Minute {
+			err = nil
+			v.Status = "processing"
+		}
 		if err != nil {
 			return v, err
 		}

@@ -309,16 +309,15 @@ func (a *App) start(ctx context.Context) error {
 			a.onStop(sv.Stop)
 		}
 		a.background(bgCtx, "reconcile", 5*time.Second, func(ctx context.Context) error {
-			if n, err := uploads.Reconcile(ctx); err != nil {
-				return err
-			} else if n > 0 {
+			n, errUploads := uploads.Reconcile(ctx)
+			if n > 0 {
 				a.logger.Info("finished uploads whose finish was interrupted", "count", n)
 			}
-			n, err := a.media.Reconcile(ctx)
+			n, errJobs := a.media.Reconcile(ctx)
 			if n > 0 {
 				a.logger.Info("re-published jobs", "count", n)
 			}
-			return err
+			return errors.Join(errUploads, errJobs)
 		})
 		a.background(bgCtx, "upload-sweep", 10*time.Minute, func(ctx context.Context) error {
 			if _, err := accounts.DeleteExpiredSessions(ctx); err != nil {

@@ -64,7 +64,7 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 {{range .Failing}}<br><span class="down">{{.}}</span>{{end}}</p>
 <h2>Listeners</h2>
 <table><tr><th>gateway</th><td>{{.URLs.Gateway}}</td></tr><tr><th>edge</th><td>{{.URLs.Edge}}</td></tr>
-<tr><th>origin</th><td>{{.URLs.Origin}}</td></tr><tr><th>broker</th><td>{{.URLs.Broker}}</td></tr>
+<tr><th>origin</th><td>{{.URLs.Origin}}</td></tr><tr><th>broker</th><td>{{or .URLs.Broker "in-process only"}}</td></tr>
 <tr><th>frontends</th><td>{{range .URLs.Frontends}}{{.}}<br>{{end}}</td></tr></table>
 {{if .Backends}}<h2>Load balancer</h2><table><tr><th>backend</th><th>state</th><th>in flight</th><th>picks</th><th>last error</th></tr>
 {{range .Backends}}<tr><td>{{.URL}}</td><td>{{if .Healthy}}<span class="up">up</span>{{else}}<span class="down">down</span>{{end}}</td><td>{{.InFlight}}</td><td>{{.Picks}}</td><td>{{.LastError}}</td></tr>{{end}}</table>{{end}}

@@ -286,7 +286,11 @@ func withClient(cmd string, args []string, stdin io.Reader, stdout, stderr io.Wr
 		if err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(stdout, "ready: %s\n", v.HLSURL)
+		url := v.HLSURL
+		if url == "" && len(v.Renditions) > 0 {
+			url = v.Renditions[len(v.Renditions)-1].URL // an image: its largest size
+		}
+		fmt.Fprintf(stdout, "ready: %s\n", url)
 	}
 	return 0
 }

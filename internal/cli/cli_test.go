@@ -21,7 +21,7 @@ func TestCommands(t *testing.T) {
 	if code, _, errOut := run(t, "id", "decode", "banana"); code != 1 || !strings.Contains(errOut, "malformed id") {
 		t.Errorf("bad id: %d %q", code, errOut)
 	}
-	if code, out, _ := run(t, "--config-dump", "--secret", "hunter2", "--lb-strategy", "least_conn"); code != 0 || strings.Contains(out, "hunter2") || !strings.Contains(out, "strategy: least_conn") {
+	if code, out, _ := run(t, "--config-dump", "--secret", "hunter2-hunter2-hunter2", "--lb-strategy", "least_conn"); code != 0 || strings.Contains(out, "hunter2-hunter2-hunter2") || !strings.Contains(out, "strategy: least_conn") {
 		t.Errorf("config dump: %d\n%s", code, out)
 	}
 	if code, _, errOut := run(t, "--lb-strategy", "nope"); code != 2 || !strings.Contains(errOut, "lb.strategy") {

@@ -28,7 +28,7 @@ type Config struct {
 	AdminAddr string   `yaml:"admin_addr" help:"admin listener: /metrics, /healthz, /readyz, /debug/pprof"`
 	DataDir   string   `yaml:"data_dir" help:"directory for the database, objects, uploads and caches"`
 	PublicURL string   `yaml:"public_url" help:"URL users reach the gateway at (default: derived from http_addr)"`
-	Secret    string   `yaml:"secret" secret:"true" help:"key for signing internal headers and tokens (default: generated once into data_dir)"`
+	Secret    string   `yaml:"secret" secret:"true" help:"key that signs the identity headers the gateway sends to frontends; at least 16 characters (default: generated once into data_dir)"`
 
 	Log      Log      `yaml:"log"`
 	Database Database `yaml:"database"`
@@ -196,6 +196,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.Broker.Addr); err != nil {
 			return keyErr("broker.addr", "%q is not host:port: %v", c.Broker.Addr, err)
 		}
+	}
+	if c.Secret != "" && len(c.Secret) < 16 {
+		return keyErr("secret", "at least 16 characters (or leave it empty to have one generated)")
 	}
 	if c.DataDir == "" {
 		return keyErr("data_dir", "empty")

@@ -67,6 +67,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"worker without broker", []string{"--roles", "worker"}, nil, "queue.url"},
 		{"frontend without broker", []string{"--roles", "gateway,frontend"}, nil, "the frontend role needs a broker"},
 		{"fixed frontend port", []string{"--frontend-addr", "127.0.0.1:7000"}, nil, "frontend.addr"},
+		{"short secret", []string{"--secret", "short"}, nil, "secret: at least 16"},
 		{"bad preset", []string{"--worker-preset", "turbo"}, nil, "worker.preset"},
 		{"negative threads", []string{"--worker-ffmpeg-threads", "-1"}, nil, "worker.ffmpeg_threads"},
 	}
@@ -93,7 +94,7 @@ func TestDumpRedactsSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	for _, secret := range []string{"s3cr3t-value", "pw@h"} {
+	for _, secret := range []string{"s3cr3t-value-long-enough", "pw@h"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("dump leaks %q:\n%s", secret, out)
 		}
@@ -101,7 +102,7 @@ func TestDumpRedactsSecrets(t *testing.T) {
 	if !strings.Contains(out, "REDACTED") || !strings.Contains(out, "memory_bytes: 32MiB") {
 		t.Errorf("dump lacks expected lines:\n%s", out)
 	}
-	if cfg.Secret != "s3cr3t-value" {
+	if cfg.Secret != "s3cr3t-value-long-enough" {
 		t.Error("Dump must not change the caller's config")
 	}
 }

@@ -209,7 +209,7 @@ type ConsumeConfig struct {
 	Name        string        // durable consumer name, e.g. "transcode"
 	Kind        string        // job kind to receive
 	AckWait     time.Duration // lease length
-	MaxDeliver  int           // deliveries before the job is dropped from the consumer
+	MaxDeliver  int           // deliveries before the job is dropped from the consumer; -1 = no limit
 	Concurrency int           // handlers running at once
 }
 

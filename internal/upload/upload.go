@@ -11,6 +11,7 @@
 package upload
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -315,7 +316,11 @@ func (s *Service) Get(ctx context.Context, uploadID string, userID int64) (Uploa
 // Reconcile finishes uploads whose last byte arrived but whose Finish did
 // not complete (storage was down, or the process stopped in between).
 func (s *Service) Reconcile(ctx context.Context) (int, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT id, size FROM uploads WHERE state = 'uploading' ORDER BY created_at LIMIT 500`)
+	// Only uploads touched in the last week: older unfinished ones are
+	// abandoned and swept. Newest first, so a pile of abandoned rows can
+	// never hide a fresh upload.
+	rows, err := s.db.R.QueryContext(ctx, `SELECT id, size FROM uploads WHERE state = 'uploading' AND created_at >= ? ORDER BY created_at DESC LIMIT 500`,
+		time.Now().Add(-7*24*time.Hour).Unix())
 	if err != nil {
 		return 0, fmt.Errorf("upload: reconcile: %w", err)
 	}
@@ -334,6 +339,7 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 	}
 	rows.Close()
 	n := 0
+	var firstErr error
 	for _, p := range todo {
 		up, err := s.store.GetUpload(ctx, p.id)
 		if err != nil {
@@ -344,11 +350,12 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 			continue // still uploading
 		}
 		if err := s.Finish(ctx, p.id); err != nil {
-			return n, err
+			firstErr = cmp.Or(firstErr, err) // try the others too
+			continue
 		}
 		n++
 	}
-	return n, nil
+	return n, firstErr
 }
 
 // Sweep deletes the tus files of uploads finished more than age ago (their

@@ -92,15 +92,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	if err := os.MkdirAll(w.cfg.ScratchDir, 0o755); err != nil {
 		return fmt.Errorf("worker: %w", err)
 	}
-	if entries, err := os.ReadDir(w.cfg.ScratchDir); err == nil {
-		for _, e := range entries {
-			pid, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "pid-"))
-			if err != nil || !strings.HasPrefix(e.Name(), "pid-") || processAlive(pid) {
-				continue
-			}
-			os.RemoveAll(filepath.Join(w.cfg.ScratchDir, e.Name()))
-		}
-	}
+	w.sweepScratch()
 	w.cfg.ScratchDir = filepath.Join(w.cfg.ScratchDir, "pid-"+strconv.Itoa(os.Getpid()))
 	if err := os.MkdirAll(w.cfg.ScratchDir, 0o755); err != nil {
 		return fmt.Errorf("worker: %w", err)
@@ -217,6 +209,22 @@ func (w *Worker) handle(ctx context.Context, d *queue.Delivery) error {
 	default:
 		w.jobs.WithLabelValues("retry").Inc()
 		return err
+	}
+}
+
+// sweepScratch removes the scratch directories of worker processes that no
+// longer exist.
+func (w *Worker) sweepScratch() {
+	entries, err := os.ReadDir(w.cfg.ScratchDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(strings.TrimPrefix(e.Name(), "pid-"))
+		if err != nil || !strings.HasPrefix(e.Name(), "pid-") || processAlive(pid) {
+			continue
+		}
+		os.RemoveAll(filepath.Join(w.cfg.ScratchDir, e.Name()))
 	}
 }
 
