@@ -113,4 +113,3 @@ func TestScratchOfDeadWorkersIsRemoved(t *testing.T) {
 		}
 	}
 }
-
