@@ -1,6 +1,7 @@
 # Blueprint — the two commands a new user needs are `make run` and `make test`.
 SHELL := /bin/bash
-export PATH := $(PATH):/usr/local/go/bin
+PGBIN := $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+export PATH := $(PATH):/usr/local/go/bin$(if $(PGBIN),:$(PGBIN))
 GO ?= go
 BIN := bin/blueprint
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)

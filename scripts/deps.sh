@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Blueprint needs from Debian packages when it is missing:
-# ffmpeg (ffmpeg + ffprobe) to run, plus chromium for the browser tests.
+# ffmpeg (ffmpeg + ffprobe) to run; for the tests also chromium (browser
+# tests), etcd-server and postgresql (throwaway servers the lock and ID
+# tests start on free ports).
 # Usage: scripts/deps.sh run|test. As root it runs apt-get; otherwise it
 # says what to install. Idempotent: does nothing when all is there.
 set -euo pipefail
@@ -9,6 +11,8 @@ need=()
 command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 if [ "$mode" = test ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+  command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 fi
 if ! command -v go >/dev/null 2>&1; then
   echo "Go is not on PATH. Blueprint needs Go 1.26 or newer (https://go.dev/dl/; /usr/local/go/bin on PATH)." >&2
