@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/blueprint-media/blueprint/internal/errs"
-	"github.com/blueprint-media/blueprint/internal/idgen"
+	"github.com/blueprint-media/blueprint/internal/idgen/idgentest"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
 )
 
@@ -20,7 +20,7 @@ func newService(t *testing.T) *Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return New(db, idgen.New(), Config{SessionTTL: time.Hour, MinPasswordLength: 8})
+	return New(db, idgentest.New(t), Config{SessionTTL: time.Hour, MinPasswordLength: 8})
 }
 
 func TestSignUpLoginLogout(t *testing.T) {

@@ -33,8 +33,10 @@ import (
 	"github.com/blueprint-media/blueprint/internal/httpx"
 	"github.com/blueprint-media/blueprint/internal/idgen"
 	"github.com/blueprint-media/blueprint/internal/lb"
+	"github.com/blueprint-media/blueprint/internal/lock"
 	"github.com/blueprint-media/blueprint/internal/media"
 	"github.com/blueprint-media/blueprint/internal/origin"
+	"github.com/blueprint-media/blueprint/internal/outbox"
 	"github.com/blueprint-media/blueprint/internal/queue"
 	"github.com/blueprint-media/blueprint/internal/ratelimit"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
@@ -68,6 +70,8 @@ type App struct {
 	balancer  *lb.Balancer
 	edge      *edge.Edge
 	worker    *worker.Worker
+	locker    lock.Locker
+	adminMux  *http.ServeMux
 
 	stops  []func(context.Context) error // run in reverse order
 	bg     sync.WaitGroup
@@ -132,9 +136,9 @@ func (a *App) start(ctx context.Context) error {
 	a.cancel = cancel
 
 	// The admin listener first, so /healthz answers during start-up.
-	adminMux := telemetry.AdminHandler(a.reg, a.checks)
-	a.statusHandlers(adminMux)
-	admin, err := httpx.Listen("admin", cfg.AdminAddr, adminMux, a.logger)
+	a.adminMux = telemetry.AdminHandler(a.reg, a.checks)
+	a.statusHandlers(a.adminMux)
+	admin, err := httpx.Listen("admin", cfg.AdminAddr, a.adminMux, a.logger)
 	if err != nil {
 		return err
 	}
@@ -167,6 +171,17 @@ func (a *App) start(ctx context.Context) error {
 		a.db = db
 		a.onStop(func(context.Context) error { return db.Close() })
 		a.checks.Add("database", db.Ping)
+		// Locks live in the same database, so processes sharing a data
+		// directory share them; fencing tokens are checked in its fences table.
+		if _, err := db.W.ExecContext(ctx, lock.FenceSchema); err != nil {
+			return fmt.Errorf("app: fences table: %w", err)
+		}
+		locker, err := lock.NewSQLite(ctx, db, lock.Options{TTL: cfg.Lock.TTL, Metrics: lock.NewMetrics(a.reg)})
+		if err != nil {
+			return err
+		}
+		a.locker = locker
+		a.onStop(func(context.Context) error { return locker.Close() })
 	}
 	if needBlob {
 		dir := filepath.Join(cfg.DataDir, "objects")
@@ -251,8 +266,30 @@ func (a *App) start(ctx context.Context) error {
 		a.onStop(sv.Stop)
 	}
 
-	// Services.
-	ids := idgen.New()
+	// Services. Only processes that create rows (the frontend role) lease
+	// a worker ID for the ID generator.
+	var ids *idgen.Generator
+	if has("frontend") {
+		gen, err := idgen.New(idgen.Config{Leaser: idgen.NewFileLeaser(cfg.DataDir)})
+		if err != nil {
+			return err
+		}
+		if err := gen.Register(a.reg); err != nil {
+			return err
+		}
+		if err := gen.Start(ctx); err != nil {
+			return err
+		}
+		ids = gen
+		a.onStop(gen.Stop)
+		a.adminMux.Handle("GET /ids", gen.Handler())
+		a.checks.Add("idgen", func(context.Context) error {
+			if gen.WorkerID() < 0 {
+				return errors.New("no worker-id lease")
+			}
+			return nil
+		})
+	}
 	var accounts *account.Service
 	if a.db != nil {
 		accounts = account.New(a.db, ids, account.Config{SessionTTL: cfg.Account.SessionTTL, MinPasswordLength: cfg.Account.MinPasswordLength})
@@ -269,7 +306,8 @@ func (a *App) start(ctx context.Context) error {
 			Tools:          abr.Tools{FFmpeg: cfg.Worker.FFmpeg, FFprobe: cfg.Worker.FFprobe},
 			Limits:         abr.Limits{MaxPixels: cfg.Worker.MaxPixels},
 			SegmentSeconds: cfg.Worker.SegmentSeconds, Preset: cfg.Worker.Preset, Threads: cfg.Worker.FFmpegThreads,
-		}, a.q, a.blobs, a.media, a.logger.With("role", "worker"), a.reg)
+			LockWait: 6 * cfg.Lock.TTL,
+		}, a.q, a.blobs, a.media, a.locker, a.logger.With("role", "worker"), a.reg)
 		if err := w.Start(ctx); err != nil {
 			return err
 		}
@@ -308,23 +346,42 @@ func (a *App) start(ctx context.Context) error {
 			sv.Start(ctx)
 			a.onStop(sv.Stop)
 		}
-		a.background(bgCtx, "reconcile", 5*time.Second, func(ctx context.Context) error {
-			n, errUploads := uploads.Reconcile(ctx)
-			if n > 0 {
-				a.logger.Info("finished uploads whose finish was interrupted", "count", n)
-			}
-			n, errJobs := a.media.Reconcile(ctx)
-			if n > 0 {
-				a.logger.Info("re-published jobs", "count", n)
-			}
-			return errors.Join(errUploads, errJobs)
-		})
-		a.background(bgCtx, "upload-sweep", 10*time.Minute, func(ctx context.Context) error {
-			if _, err := accounts.DeleteExpiredSessions(ctx); err != nil {
-				return err
-			}
-			_, err := uploads.Sweep(ctx, 10*time.Minute)
-			return err
+		// Maintenance jobs run in one process at a time: whichever holds
+		// the "singleton/maintenance" lock (leader election); another
+		// process takes over when it stops or its lease expires.
+		relay := outbox.NewRelay(a.db, a.q, a.logger.With("component", "outbox"), a.reg)
+		elector := &lock.Elector{Locker: a.locker, Name: "singleton/maintenance"}
+		a.bg.Go(func() {
+			elector.Run(bgCtx, func(ctx context.Context, lease *lock.Lease) {
+				a.logger.Info("leading the maintenance jobs", "token", lease.Token)
+				var jobs sync.WaitGroup
+				jobs.Go(func() {
+					every(ctx, a.logger, "reconcile", 5*time.Second, func(ctx context.Context) error {
+						n, errUploads := uploads.Reconcile(ctx)
+						if n > 0 {
+							a.logger.Info("finished uploads whose finish was interrupted", "count", n)
+						}
+						n, errJobs := a.media.Reconcile(ctx)
+						if n > 0 {
+							a.logger.Info("re-published jobs", "count", n)
+						}
+						return errors.Join(errUploads, errJobs)
+					})
+				})
+				// The outbox relay publishes the events services write in
+				// their transactions.
+				jobs.Go(func() { relay.Run(ctx) })
+				jobs.Go(func() {
+					every(ctx, a.logger, "upload-sweep", 10*time.Minute, func(ctx context.Context) error {
+						if _, err := accounts.DeleteExpiredSessions(ctx); err != nil {
+							return err
+						}
+						_, err := uploads.Sweep(ctx, 10*time.Minute)
+						return err
+					})
+				})
+				jobs.Wait()
+			})
 		})
 	}
 
@@ -384,22 +441,20 @@ func (a *App) edgeURL() string {
 	return strings.TrimSuffix(u, "/")
 }
 
-// background runs f every period until Stop.
-func (a *App) background(ctx context.Context, name string, period time.Duration, f func(context.Context) error) {
-	a.bg.Go(func() {
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := f(ctx); err != nil && ctx.Err() == nil {
-					a.logger.Warn("background task failed", "task", name, "err", err)
-				}
+// every runs f every period until ctx ends.
+func every(ctx context.Context, logger *slog.Logger, name string, period time.Duration, f func(context.Context) error) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				logger.Warn("background task failed", "task", name, "err", err)
 			}
 		}
-	})
+	}
 }
 
 // Stop stops the roles in reverse start order. In-flight requests and jobs

@@ -39,7 +39,7 @@ Usage:
   blueprint signup --server URL --username U --email E   create an account (password from BLUEPRINT_PASSWORD or stdin)
   blueprint login  --server URL --username U   log in and remember the token (password as above)
   blueprint upload --server URL [--title T] [--description D] FILE   resumable upload with a progress bar
-  blueprint id decode ID            show the time, shard and sequence inside an ID
+  blueprint id decode ID            show the time, shard, worker and sequence inside an ID
   blueprint version
 `
 
@@ -130,7 +130,7 @@ func idCmd(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	p, _ := idgen.Decode(id)
-	fmt.Fprintf(stdout, "id        %d\ntime      %s\nshard     %d\nsequence  %d\n", id, p.Time.Format(time.RFC3339Nano), p.Shard, p.Sequence)
+	fmt.Fprintf(stdout, "id        %d\ntime      %s\nshard     %d\nworker    %d\nsequence  %d\n", id, p.Time.Format(time.RFC3339Nano), p.Shard, p.Worker, p.Sequence)
 	return 0
 }
 

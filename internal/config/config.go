@@ -43,6 +43,13 @@ type Config struct {
 	Upload   Upload   `yaml:"upload"`
 	Worker   Worker   `yaml:"worker"`
 	Account  Account  `yaml:"account"`
+	Lock     Lock     `yaml:"lock"`
+}
+
+// Lock configures distributed locks (per-video transcode locks, leader
+// election of the maintenance jobs).
+type Lock struct {
+	TTL time.Duration `yaml:"ttl" help:"how long a lock outlives a holder that stopped renewing it (crash, pause)"`
 }
 
 // Log configures log/slog output.
@@ -165,6 +172,7 @@ func Default() Config {
 			FFprobe:        "ffprobe",
 		},
 		Account: Account{SessionTTL: 30 * 24 * time.Hour, MinPasswordLength: 8},
+		Lock:    Lock{TTL: 10 * time.Second},
 	}
 }
 
@@ -238,6 +246,7 @@ func (c *Config) Validate() error {
 		{"worker.segment_seconds", c.Worker.SegmentSeconds >= 1 && c.Worker.SegmentSeconds <= 30},
 		{"account.session_ttl", c.Account.SessionTTL >= time.Minute},
 		{"account.min_password_length", c.Account.MinPasswordLength >= 1},
+		{"lock.ttl", c.Lock.TTL >= 100*time.Millisecond},
 	}
 	for _, ch := range checks {
 		if !ch.ok {

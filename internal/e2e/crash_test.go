@@ -50,7 +50,7 @@ func blueprintBinary(t *testing.T) string {
 func startWorker(t *testing.T, p *platform, name string) *exec.Cmd {
 	t.Helper()
 	return startProcess(t, p, name, "--roles", "worker", "--queue-url", p.urls.Broker, "--data-dir", p.dir,
-		"--admin-addr", "127.0.0.1:0", "--queue-ack-wait", "2s", "--worker-preset", "ultrafast")
+		"--admin-addr", "127.0.0.1:0", "--queue-ack-wait", "2s", "--worker-preset", "ultrafast", "--lock-ttl", "2s")
 }
 
 // startProcess runs the blueprint binary with args as a child process whose
@@ -153,6 +153,17 @@ func TestWorkerKilledMidTranscode(t *testing.T) {
 	}
 	if attempts < 2 {
 		t.Fatalf("attempts = %d, want ≥ 2 (the killed one and the redelivery)", attempts)
+	}
+	// The outbox relay has published the item's events.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var unpublished int
+		db.R.QueryRow(`SELECT COUNT(*) FROM events WHERE subject_id = ? AND published_at IS NULL`, v.ID).Scan(&unpublished)
+		if unpublished == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events of the video still unpublished", unpublished)
+		}
 	}
 }
 

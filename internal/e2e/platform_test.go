@@ -49,6 +49,7 @@ func startPlatform(t *testing.T, mutate func(*config.Config)) *platform {
 	cfg.Gateway.RateBurst = 1000
 	cfg.Upload.MaxBytes = 64 << 20
 	cfg.Worker.Preset = "ultrafast"
+	cfg.Lock.TTL = 2 * time.Second
 	if mutate != nil {
 		mutate(&cfg)
 	}

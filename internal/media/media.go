@@ -303,26 +303,36 @@ type Result struct {
 	Renditions []Rendition
 }
 
+// Fence, when not nil, runs first in the transaction of a state change
+// and aborts it with its error — the worker passes a fencing-token check
+// (lock.FencedUpdate) so a worker whose lock expired cannot write.
+type Fence func(*sql.Tx) error
+
 // MarkReady moves a processing item to ready. It reports whether this call
 // made the transition (false: the item was no longer processing).
-func (s *Service) MarkReady(ctx context.Context, id int64, r Result) (bool, error) {
+func (s *Service) MarkReady(ctx context.Context, id int64, r Result, fence Fence) (bool, error) {
 	variants, err := json.Marshal(r.Renditions)
 	if err != nil {
 		return false, err
 	}
-	return s.transition(ctx, id, "video.ready", `status = ?, kind = ?, duration = ?, width = ?, height = ?, master_key = ?, thumbnail_key = ?, variants = ?, progress = 1, error = '', ready_at = ?`,
+	return s.transition(ctx, id, fence, "video.ready", `status = ?, kind = ?, duration = ?, width = ?, height = ?, master_key = ?, thumbnail_key = ?, variants = ?, progress = 1, error = '', ready_at = ?`,
 		StatusReady, r.Kind, r.Duration, r.Width, r.Height, r.MasterKey, r.ThumbKey, string(variants), s.now().Unix())
 }
 
 // MarkFailed moves a processing item to failed with a reason shown to users.
-func (s *Service) MarkFailed(ctx context.Context, id int64, reason string) (bool, error) {
-	return s.transition(ctx, id, "video.failed", `status = ?, error = ?`, StatusFailed, reason)
+func (s *Service) MarkFailed(ctx context.Context, id int64, reason string, fence Fence) (bool, error) {
+	return s.transition(ctx, id, fence, "video.failed", `status = ?, error = ?`, StatusFailed, reason)
 }
 
-func (s *Service) transition(ctx context.Context, id int64, event, set string, args ...any) (bool, error) {
+func (s *Service) transition(ctx context.Context, id int64, fence Fence, event, set string, args ...any) (bool, error) {
 	done := false
 	now := s.now().Unix()
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if fence != nil {
+			if err := fence(tx); err != nil {
+				return err
+			}
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE videos SET `+set+`, updated_at = ? WHERE id = ? AND status = ?`,
 			append(args, now, id, StatusProcessing)...)
 		if err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/blueprint-media/blueprint/internal/account"
 	"github.com/blueprint-media/blueprint/internal/errs"
-	"github.com/blueprint-media/blueprint/internal/idgen"
+	"github.com/blueprint-media/blueprint/internal/idgen/idgentest"
 	"github.com/blueprint-media/blueprint/internal/queue"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
 )
@@ -32,7 +32,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer broker.Stop(ctx)
-	ids := idgen.New()
+	ids := idgentest.New(t)
 	u, err := account.New(db, ids, account.Config{SessionTTL: time.Hour, MinPasswordLength: 8}).SignUp(ctx, "mia", "m@example.com", "password1")
 	if err != nil {
 		t.Fatal(err)
@@ -81,13 +81,13 @@ func TestLifecycle(t *testing.T) {
 	}
 	res := Result{Kind: "video", MasterKey: "videos/1/hls/master.m3u8", ThumbKey: "videos/1/poster.jpg",
 		Renditions: []Rendition{{Name: "360p", Width: 640, Height: 360, Key: "videos/1/hls/v0/index.m3u8"}}}
-	if made, err := m2.MarkReady(ctx, id, res); !made || err != nil {
+	if made, err := m2.MarkReady(ctx, id, res, nil); !made || err != nil {
 		t.Fatalf("ready: %v %v", made, err)
 	}
-	if made, _ := m2.MarkReady(ctx, id, res); made {
+	if made, _ := m2.MarkReady(ctx, id, res, nil); made {
 		t.Fatal("second ready transition made")
 	}
-	if made, _ := m2.MarkFailed(ctx, id, "late failure"); made {
+	if made, _ := m2.MarkFailed(ctx, id, "late failure", nil); made {
 		t.Fatal("a ready item became failed")
 	}
 	v, _ = m2.Get(ctx, id)

@@ -164,6 +164,10 @@ func Connect(ctx context.Context, url string, local *Broker, logger *slog.Logger
 	return &Queue{nc: nc, js: js, stream: stream, logger: logger}, nil
 }
 
+// JetStream returns the JetStream context of the connection, for packages
+// that keep streams of their own (the outbox's event stream).
+func (q *Queue) JetStream() jetstream.JetStream { return q.js }
+
 // Close closes the connection.
 func (q *Queue) Close() { q.nc.Close() }
 

@@ -17,7 +17,7 @@ import (
 	"github.com/blueprint-media/blueprint/client"
 	"github.com/blueprint-media/blueprint/internal/account"
 	"github.com/blueprint-media/blueprint/internal/blob"
-	"github.com/blueprint-media/blueprint/internal/idgen"
+	"github.com/blueprint-media/blueprint/internal/idgen/idgentest"
 	"github.com/blueprint-media/blueprint/internal/media"
 	"github.com/blueprint-media/blueprint/internal/queue"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
@@ -68,7 +68,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(q.Close)
-	ids := idgen.New()
+	ids := idgentest.New(t)
 	accounts := account.New(db, ids, account.Config{SessionTTL: 3600e9, MinPasswordLength: 8})
 	u, err := accounts.SignUp(ctx, "ulla", "ulla@example.com", "password1")
 	if err != nil {

@@ -13,6 +13,7 @@ package worker
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"image"
@@ -33,6 +34,7 @@ import (
 	"github.com/blueprint-media/blueprint/internal/abr"
 	"github.com/blueprint-media/blueprint/internal/blob"
 	"github.com/blueprint-media/blueprint/internal/errs"
+	"github.com/blueprint-media/blueprint/internal/lock"
 	"github.com/blueprint-media/blueprint/internal/media"
 	"github.com/blueprint-media/blueprint/internal/queue"
 )
@@ -48,6 +50,7 @@ type Config struct {
 	SegmentSeconds int
 	Preset         string
 	Threads        int
+	LockWait       time.Duration // how long a job waits for its video's lock; default 1m
 }
 
 // Worker is the worker role.
@@ -58,16 +61,20 @@ type Worker struct {
 	media  *media.Service
 	logger *slog.Logger
 
+	locker   lock.Locker // nil: no per-video lock (tests)
 	consumer *queue.Consumer
 	jobs     *prometheus.CounterVec
 	seconds  *prometheus.HistogramVec
 	busy     prometheus.Gauge
 }
 
-// New returns a Worker; reg may be nil.
-func New(cfg Config, q *queue.Queue, blobs blob.Store, m *media.Service, logger *slog.Logger, reg prometheus.Registerer) *Worker {
+// New returns a Worker; reg and locker may be nil.
+func New(cfg Config, q *queue.Queue, blobs blob.Store, m *media.Service, locker lock.Locker, logger *slog.Logger, reg prometheus.Registerer) *Worker {
+	if cfg.LockWait <= 0 {
+		cfg.LockWait = time.Minute
+	}
 	w := &Worker{
-		cfg: cfg, q: q, blobs: blobs, media: m, logger: logger,
+		cfg: cfg, q: q, blobs: blobs, media: m, locker: locker, logger: logger,
 		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "blueprint", Subsystem: "worker", Name: "jobs_total", Help: "Processing jobs by result.",
 		}, []string{"result"}),
@@ -143,24 +150,14 @@ func (w *Worker) handle(ctx context.Context, d *queue.Delivery) error {
 		w.jobs.WithLabelValues("duplicate").Inc()
 		return nil
 	}
-	if int(d.NumDelivered) > w.cfg.MaxDeliver {
-		if _, err := w.media.MarkFailed(ctx, v.ID, fmt.Sprintf("processing failed after %d attempts", d.NumDelivered-1)); err != nil {
-			return err
-		}
-		w.jobs.WithLabelValues("gave_up").Inc()
-		log.Error("giving up: earlier attempts died without finishing")
-		return nil
-	}
 	w.busy.Inc()
 	defer w.busy.Dec()
-	if err := w.media.StartAttempt(ctx, v.ID); err != nil {
-		return err
-	}
 
-	// Keep the lease while we work, from a goroutine CPU-bound ffmpeg
-	// cannot starve.
+	// Keep the queue lease while we work (and while we wait for the video
+	// lock), from a goroutine CPU-bound ffmpeg cannot starve.
 	hbCtx, stopHB := context.WithCancel(ctx)
 	var hb sync.WaitGroup
+	defer func() { stopHB(); hb.Wait() }()
 	hb.Go(func() {
 		t := time.NewTicker(max(w.cfg.AckWait/3, 100*time.Millisecond))
 		defer t.Stop()
@@ -175,14 +172,53 @@ func (w *Worker) handle(ctx context.Context, d *queue.Delivery) error {
 			}
 		}
 	})
+
+	// One worker per video at a time: a redelivered job waits for the
+	// lock of a previous holder that is still running (or whose lease has
+	// not yet expired after a crash), and every state change is fenced with
+	// the lock's token, so a holder that lost its lock cannot write.
+	jobCtx := ctx
+	var fence media.Fence
+	if w.locker != nil {
+		lockCtx, cancel := context.WithTimeout(ctx, w.cfg.LockWait)
+		lease, err := w.locker.Lock(lockCtx, "transcode/"+strconv.FormatInt(v.ID, 10))
+		cancel()
+		if err != nil {
+			return fmt.Errorf("worker: video %d is locked by another worker: %w", v.ID, err)
+		}
+		defer lease.Unlock(context.WithoutCancel(ctx))
+		var stop context.CancelFunc
+		jobCtx, stop = lease.Context(ctx)
+		defer stop()
+		fence = func(tx *sql.Tx) error {
+			return lock.FencedUpdate(ctx, tx, "video/"+strconv.FormatInt(v.ID, 10), lease.Token)
+		}
+		// The holder before us may have finished while we waited.
+		if v, err = w.media.Get(ctx, job.VideoID); err != nil {
+			return err
+		}
+		if v.Status != media.StatusProcessing {
+			w.jobs.WithLabelValues("duplicate").Inc()
+			return nil
+		}
+	}
+	if int(d.NumDelivered) > w.cfg.MaxDeliver {
+		if _, err := w.media.MarkFailed(ctx, v.ID, fmt.Sprintf("processing failed after %d attempts", d.NumDelivered-1), fence); err != nil {
+			return err
+		}
+		w.jobs.WithLabelValues("gave_up").Inc()
+		log.Error("giving up: earlier attempts died without finishing")
+		return nil
+	}
+	if err := w.media.StartAttempt(ctx, v.ID); err != nil {
+		return err
+	}
 	start := time.Now()
-	res, err := w.process(ctx, v, log)
-	stopHB()
-	hb.Wait()
+	res, err := w.process(jobCtx, v, log)
 
 	switch {
 	case err == nil:
-		made, err := w.media.MarkReady(ctx, v.ID, res)
+		made, err := w.media.MarkReady(ctx, v.ID, res, fence)
 		if err != nil {
 			return err
 		}
@@ -191,7 +227,7 @@ func (w *Worker) handle(ctx context.Context, d *queue.Delivery) error {
 		log.Info("media ready", "kind", res.Kind, "renditions", len(res.Renditions), "took", time.Since(start).Round(time.Millisecond), "transition", made)
 		return nil
 	case errors.Is(err, abr.ErrInvalid):
-		if _, err2 := w.media.MarkFailed(ctx, v.ID, reason(err)); err2 != nil {
+		if _, err2 := w.media.MarkFailed(ctx, v.ID, reason(err), fence); err2 != nil {
 			return err2
 		}
 		w.jobs.WithLabelValues("invalid").Inc()
@@ -199,8 +235,10 @@ func (w *Worker) handle(ctx context.Context, d *queue.Delivery) error {
 		return nil
 	case ctx.Err() != nil:
 		return ctx.Err()
+	case jobCtx.Err() != nil:
+		return fmt.Errorf("worker: video lock lost during processing: %w", jobCtx.Err())
 	case int(d.NumDelivered) >= w.cfg.MaxDeliver:
-		if _, err2 := w.media.MarkFailed(ctx, v.ID, fmt.Sprintf("processing failed after %d attempts", d.NumDelivered)); err2 != nil {
+		if _, err2 := w.media.MarkFailed(ctx, v.ID, fmt.Sprintf("processing failed after %d attempts", d.NumDelivered), fence); err2 != nil {
 			return err2
 		}
 		w.jobs.WithLabelValues("gave_up").Inc()

@@ -11,7 +11,7 @@ import (
 
 	"github.com/blueprint-media/blueprint/internal/account"
 	"github.com/blueprint-media/blueprint/internal/blob"
-	"github.com/blueprint-media/blueprint/internal/idgen"
+	"github.com/blueprint-media/blueprint/internal/idgen/idgentest"
 	"github.com/blueprint-media/blueprint/internal/media"
 	"github.com/blueprint-media/blueprint/internal/queue"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
@@ -40,7 +40,7 @@ func TestJobThatKillsItsWorkersEndsFailed(t *testing.T) {
 	}
 	defer q.Close()
 	store, _ := blob.NewDisk(filepath.Join(dir, "objects"))
-	ids := idgen.New()
+	ids := idgentest.New(t)
 	u, err := account.New(db, ids, account.Config{SessionTTL: time.Hour, MinPasswordLength: 8}).SignUp(ctx, "wanda", "w@example.com", "password1")
 	if err != nil {
 		t.Fatal(err)
@@ -68,7 +68,7 @@ func TestJobThatKillsItsWorkersEndsFailed(t *testing.T) {
 	c.Stop(stop) // abandons the handler; Nak counts as a delivery that died
 	cancel()
 
-	w := New(Config{Concurrency: 1, AckWait: ackWait, MaxDeliver: 1, ScratchDir: filepath.Join(dir, "work")}, q, store, m, logger, nil)
+	w := New(Config{Concurrency: 1, AckWait: ackWait, MaxDeliver: 1, ScratchDir: filepath.Join(dir, "work")}, q, store, m, nil, logger, nil)
 	if err := w.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,183 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/blueprint-media/blueprint/internal/queue"
+	"github.com/blueprint-media/blueprint/internal/sqlstore"
+)
+
+func setup(t *testing.T) (*sqlstore.DB, *queue.Queue, *slog.Logger) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	db, err := sqlstore.Open(ctx, filepath.Join(dir, "bp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	b := queue.NewBroker(queue.BrokerConfig{StoreDir: filepath.Join(dir, "broker")}, logger)
+	if err := b.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Stop(ctx) })
+	q, err := queue.Connect(ctx, "", b, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	return db, q, logger
+}
+
+// TestCrashesBetweenPublishAndMark: the relay "dies" after publishing many
+// of its events but before marking them; restarted, it publishes them
+// again. Every event is applied exactly once by the consumer.
+func TestCrashesBetweenPublishAndMark(t *testing.T) {
+	ctx := context.Background()
+	db, q, logger := setup(t)
+	const n = 500
+	for i := range n {
+		err := db.Tx(ctx, func(tx *sql.Tx) error {
+			_, err := tx.Exec(`INSERT INTO events(kind, subject_id, payload, created_at) VALUES ('test.happened', ?, '{"i":1}', ?)`, i+1, time.Now().Unix())
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	applied := map[int64]int{}
+	sub, err := Subscribe(ctx, q, db, "counter", []string{"test.happened"}, func(ctx context.Context, tx *sql.Tx, e Event) error {
+		mu.Lock()
+		applied[e.SubjectID]++
+		mu.Unlock()
+		return nil
+	}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+
+	crash := errors.New("simulated crash")
+	for round := 0; ; round++ {
+		r := NewRelay(db, q, logger, nil)
+		r.batch = 64
+		if round%2 == 0 { // every other incarnation dies after 40 publishes
+			count := 0
+			r.afterPublish = func(int64) error {
+				if count++; count > 40 {
+					return crash
+				}
+				return nil
+			}
+		}
+		if _, err := EnsureStream(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+		_, err := r.RelayOnce(ctx)
+		if err != nil && !errors.Is(err, crash) {
+			t.Fatal(err)
+		}
+		var left int
+		db.R.QueryRow(`SELECT COUNT(*) FROM events WHERE published_at IS NULL`).Scan(&left)
+		if left == 0 {
+			break
+		}
+		if round > 100 {
+			t.Fatalf("%d events still unpublished", left)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		got := len(applied)
+		mu.Unlock()
+		if got == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("applied %d of %d events", got, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // let any duplicate arrive
+	mu.Lock()
+	defer mu.Unlock()
+	for id, c := range applied {
+		if c != 1 {
+			t.Fatalf("event for subject %d applied %d times", id, c)
+		}
+	}
+	var inbox int
+	db.R.QueryRow(`SELECT COUNT(*) FROM processed_events WHERE consumer = 'counter'`).Scan(&inbox)
+	if inbox != n {
+		t.Fatalf("inbox rows %d, want %d", inbox, n)
+	}
+}
+
+// TestInboxSkipsCopiesPastTheDedupWindow: a copy the broker does not
+// recognise (published under another message ID, as after the
+// de-duplication window) is still applied once; a failing handler rolls
+// back and is retried.
+func TestInboxSkipsCopiesPastTheDedupWindow(t *testing.T) {
+	ctx := context.Background()
+	db, q, logger := setup(t)
+	if _, err := EnsureStream(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	calls, failures := 0, 0
+	sub, err := Subscribe(ctx, q, db, "flaky", nil, func(ctx context.Context, tx *sql.Tx, e Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if failures == 0 {
+			failures++
+			return errors.New("transient")
+		}
+		_, err := tx.Exec(`INSERT INTO events(kind, subject_id, created_at) VALUES ('derived', ?, 0)`, e.ID)
+		return err
+	}, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Stop()
+	data, _ := json.Marshal(Event{ID: 77, Kind: "x", SubjectID: 1, Payload: json.RawMessage(`{}`)})
+	for _, id := range []string{"evt-77", "evt-77-late-copy"} {
+		if _, err := q.JetStream().Publish(ctx, "events.x", data, jetstream.WithMsgID(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var derived int
+		db.R.QueryRow(`SELECT COUNT(*) FROM events WHERE kind = 'derived' AND subject_id = 77`).Scan(&derived)
+		if derived == 1 {
+			break
+		}
+		if derived > 1 || time.Now().After(deadline) {
+			t.Fatalf("derived rows %d", derived)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	var derived int
+	db.R.QueryRow(`SELECT COUNT(*) FROM events WHERE kind = 'derived' AND subject_id = 77`).Scan(&derived)
+	mu.Lock()
+	defer mu.Unlock()
+	if derived != 1 || calls != 2 {
+		t.Fatalf("derived %d (want 1), handler calls %d (want 2: one failure, one success; the copy skipped)", derived, calls)
+	}
+}
