@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/blueprint-media/blueprint/internal/abr"
 	"github.com/blueprint-media/blueprint/internal/account"
@@ -71,6 +73,7 @@ type App struct {
 	edge      *edge.Edge
 	worker    *worker.Worker
 	locker    lock.Locker
+	etcd      *clientv3.Client
 	adminMux  *http.ServeMux
 
 	stops  []func(context.Context) error // run in reverse order
@@ -176,11 +179,23 @@ func (a *App) start(ctx context.Context) error {
 		if _, err := db.W.ExecContext(ctx, lock.FenceSchema); err != nil {
 			return fmt.Errorf("app: fences table: %w", err)
 		}
-		locker, err := lock.NewSQLite(ctx, db, lock.Options{TTL: cfg.Lock.TTL, Metrics: lock.NewMetrics(a.reg)})
-		if err != nil {
-			return err
+		lockOpts := lock.Options{TTL: cfg.Lock.TTL, Metrics: lock.NewMetrics(a.reg)}
+		if len(cfg.Lock.Etcd) > 0 {
+			cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Lock.Etcd, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+			if err != nil {
+				return fmt.Errorf("app: lock.etcd: %w", err)
+			}
+			a.etcd = cli
+			a.onStop(func(context.Context) error { return cli.Close() })
+			a.locker = lock.NewEtcd(cli, "", lockOpts)
+		} else {
+			locker, err := lock.NewSQLite(ctx, db, lockOpts)
+			if err != nil {
+				return err
+			}
+			a.locker = locker
 		}
-		a.locker = locker
+		locker := a.locker
 		a.onStop(func(context.Context) error { return locker.Close() })
 	}
 	if needBlob {
@@ -270,7 +285,15 @@ func (a *App) start(ctx context.Context) error {
 	// a worker ID for the ID generator.
 	var ids *idgen.Generator
 	if has("frontend") {
-		gen, err := idgen.New(idgen.Config{Leaser: idgen.NewFileLeaser(cfg.DataDir)})
+		var leaser idgen.Leaser = idgen.NewFileLeaser(cfg.DataDir)
+		if a.etcd != nil {
+			el, err := idgen.NewEtcdLeaser(idgen.EtcdConfig{Client: a.etcd})
+			if err != nil {
+				return err
+			}
+			leaser = el
+		}
+		gen, err := idgen.New(idgen.Config{Leaser: leaser})
 		if err != nil {
 			return err
 		}

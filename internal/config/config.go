@@ -49,7 +49,8 @@ type Config struct {
 // Lock configures distributed locks (per-video transcode locks, leader
 // election of the maintenance jobs).
 type Lock struct {
-	TTL time.Duration `yaml:"ttl" help:"how long a lock outlives a holder that stopped renewing it (crash, pause)"`
+	TTL  time.Duration `yaml:"ttl" help:"how long a lock outlives a holder that stopped renewing it (crash, pause)"`
+	Etcd []string      `yaml:"etcd" help:"etcd client URLs; when set, locks and ID-generator worker leases live in etcd instead of the data directory"`
 }
 
 // Log configures log/slog output.

@@ -22,6 +22,7 @@ import (
 	"github.com/blueprint-media/blueprint/client"
 	"github.com/blueprint-media/blueprint/internal/app"
 	"github.com/blueprint-media/blueprint/internal/config"
+	"github.com/blueprint-media/blueprint/internal/sqlstore"
 	"github.com/blueprint-media/blueprint/internal/telemetry"
 )
 
@@ -229,4 +230,23 @@ func waitTranscoding(ctx context.Context, t *testing.T, c *client.Client, id str
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// testDB is read access to a platform's SQLite database.
+type testDB struct{ db *sqlstore.DB }
+
+func openDB(t *testing.T, p *platform) testDB {
+	t.Helper()
+	db, err := sqlstore.Open(context.Background(), filepath.Join(p.dir, "blueprint.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return testDB{db}
+}
+
+func (d testDB) countFences(resource string) (int, error) {
+	var n int
+	err := d.db.R.QueryRow(`SELECT COUNT(*) FROM fences WHERE resource = ?`, resource).Scan(&n)
+	return n, err
 }
