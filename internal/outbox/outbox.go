@@ -98,10 +98,20 @@ func NewRelay(db *sqlstore.DB, q *queue.Queue, logger *slog.Logger, reg promethe
 	return r
 }
 
-// Run relays until ctx ends.
-func (r *Relay) Run(ctx context.Context) error {
-	if _, err := EnsureStream(ctx, r.q); err != nil {
-		return err
+// Run relays until ctx ends. It keeps trying to create the event stream
+// while the broker is unavailable.
+func (r *Relay) Run(ctx context.Context) {
+	for {
+		_, err := EnsureStream(ctx, r.q)
+		if err == nil {
+			break
+		}
+		r.logger.Warn("outbox relay waits for the event stream", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
 	}
 	for {
 		n, err := r.RelayOnce(ctx)
@@ -114,7 +124,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-time.After(wait):
 		}
 	}

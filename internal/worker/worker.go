@@ -184,6 +184,7 @@ func (w *Worker) handle(ctx context.Context, d *queue.Delivery) error {
 		lease, err := w.locker.Lock(lockCtx, "transcode/"+strconv.FormatInt(v.ID, 10))
 		cancel()
 		if err != nil {
+			w.jobs.WithLabelValues("retry").Inc()
 			return fmt.Errorf("worker: video %d is locked by another worker: %w", v.ID, err)
 		}
 		defer lease.Unlock(context.WithoutCancel(ctx))
@@ -236,6 +237,7 @@ func (w *Worker) handle(ctx context.Context, d *queue.Delivery) error {
 	case ctx.Err() != nil:
 		return ctx.Err()
 	case jobCtx.Err() != nil:
+		w.jobs.WithLabelValues("retry").Inc()
 		return fmt.Errorf("worker: video lock lost during processing: %w", jobCtx.Err())
 	case int(d.NumDelivered) >= w.cfg.MaxDeliver:
 		if _, err2 := w.media.MarkFailed(ctx, v.ID, fmt.Sprintf("processing failed after %d attempts", d.NumDelivered), fence); err2 != nil {
