@@ -101,8 +101,13 @@ func newGenerator(cfg Config, clk clock) (*Generator, error) {
 	if cfg.Leaser == nil {
 		return nil, errors.New("idgen: config: Leaser is required")
 	}
-	if cfg.MaxBackwards < 0 || cfg.Reserve < 0 || cfg.OpTimeout < 0 || cfg.RetryInterval < 0 {
-		return nil, errors.New("idgen: config: durations must not be negative")
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"MaxBackwards", cfg.MaxBackwards}, {"Reserve", cfg.Reserve}, {"OpTimeout", cfg.OpTimeout}, {"RetryInterval", cfg.RetryInterval}} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("idgen: config: %s %v is negative", d.name, d.v)
+		}
 	}
 	if cfg.MaxBackwards == 0 {
 		cfg.MaxBackwards = DefaultMaxBackwards
