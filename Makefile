@@ -33,6 +33,7 @@ test-short:
 bench:
 	bench/abr/run.sh
 	$(GO) run ./bench/pipeline
+	$(GO) run ./bench/cache
 
 clean:
 	rm -rf bin

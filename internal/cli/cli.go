@@ -23,6 +23,7 @@ import (
 
 	"github.com/blueprint-media/blueprint/client"
 	"github.com/blueprint-media/blueprint/internal/app"
+	"github.com/blueprint-media/blueprint/internal/cache/sim"
 	"github.com/blueprint-media/blueprint/internal/config"
 	"github.com/blueprint-media/blueprint/internal/idgen"
 	"github.com/blueprint-media/blueprint/internal/telemetry"
@@ -40,6 +41,7 @@ Usage:
   blueprint login  --server URL --username U   log in and remember the token (password as above)
   blueprint upload --server URL [--title T] [--description D] FILE   resumable upload with a progress bar
   blueprint id decode ID            show the time, shard, worker and sequence inside an ID
+  blueprint cache sim --trace FILE --policy P --size N   replay a cache trace and print hit ratios
   blueprint version
 `
 
@@ -53,6 +55,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return withClient(args[0], args[1:], stdin, stdout, stderr)
 		case "id":
 			return idCmd(args[1:], stdout, stderr)
+		case "cache":
+			if len(args) < 2 || args[1] != "sim" {
+				fmt.Fprintln(stderr, "usage: blueprint cache sim --trace FILE --policy lru|lfu|tinylfu|... --size N[,N...]")
+				return 2
+			}
+			return sim.Main(args[2:], stdout, stderr)
 		case "version", "--version":
 			fmt.Fprintln(stdout, "blueprint", Version)
 			return 0

@@ -2,6 +2,8 @@ package cli
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -35,5 +37,19 @@ func TestCommands(t *testing.T) {
 	}
 	if code, _, errOut := run(t, "login", "--server", "http://127.0.0.1:1"); code != 1 || !strings.Contains(errOut, "--username") {
 		t.Errorf("login without username: %d %q", code, errOut)
+	}
+}
+
+func TestCacheSim(t *testing.T) {
+	trace := filepath.Join("..", "..", "..", "shared", "traces", "gli.gz")
+	if _, err := os.Stat(trace); err != nil {
+		t.Fatalf("trace %s missing (the shared/ folder must sit beside the repository): %v", trace, err)
+	}
+	code, out, errOut := run(t, "cache", "sim", "--trace", trace, "--policy", "lru", "--size", "1000,2000")
+	if code != 0 || !strings.Contains(out, "11.21 %") || !strings.Contains(out, "57.41 %") {
+		t.Fatalf("cache sim: %d\n%s\n%s", code, out, errOut)
+	}
+	if code, _, _ := run(t, "cache", "simulate"); code != 2 {
+		t.Errorf("bad subcommand: exit %d", code)
 	}
 }
