@@ -8,10 +8,8 @@ package lockbench
 
 import (
 	"context"
-	"fmt"
+	"github.com/blueprint-media/blueprint/internal/testenv"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -22,7 +20,6 @@ import (
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
-	"go.uber.org/zap"
 )
 
 func freePort(b *testing.B) int {
@@ -35,46 +32,11 @@ func freePort(b *testing.B) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// startEtcd starts a throwaway single-member etcd and returns a client.
+// startEtcd starts a throwaway etcd (internal/testenv) and returns a
+// client; both are stopped when the benchmark ends.
 func startEtcd(b *testing.B) *clientv3.Client {
 	b.Helper()
-	bin, err := exec.LookPath("etcd")
-	if err != nil {
-		b.Fatal("etcd not found: apt-get install etcd-server")
-	}
-	dir := b.TempDir()
-	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(b))
-	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(b))
-	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--name", "bench", "--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "bench="+peer)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cli.Close() })
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := cli.Get(ctx, "health")
-		cancel()
-		if err == nil {
-			return cli
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("etcd not ready: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return testenv.EtcdClient(b, testenv.StartEtcd(b))
 }
 
 // latencies collects acquire latencies and reports p50/p99.

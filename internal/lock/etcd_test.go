@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
+	"github.com/blueprint-media/blueprint/internal/testenv"
 	"sync"
 	"testing"
 	"time"
@@ -15,82 +12,13 @@ import (
 	"github.com/blueprint-media/blueprint/internal/lock"
 	"github.com/blueprint-media/blueprint/internal/lock/locktest"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 )
 
-// etcdBinary finds Debian's etcd, waiting for a running install to finish.
-func etcdBinary(t *testing.T) string {
-	t.Helper()
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		if p, err := exec.LookPath("etcd"); err == nil {
-			return p
-		}
-		if _, err := os.Stat("/usr/bin/etcd"); err == nil {
-			return "/usr/bin/etcd"
-		}
-		log, err := os.ReadFile("/tmp/etcd-apt.log")
-		if err != nil || strings.Contains(string(log), "done") || time.Now().After(deadline) {
-			t.Fatal("etcd not found: apt-get install etcd-server")
-		}
-		time.Sleep(2 * time.Second)
-	}
-}
-
-// startEtcd starts a single-member etcd on free ports with its own data
-// directory and returns a client; both are stopped when the test ends.
+// startEtcd starts a throwaway etcd (internal/testenv) and returns a
+// client; both are stopped when the test ends.
 func startEtcd(t *testing.T) *clientv3.Client {
 	t.Helper()
-	bin := etcdBinary(t)
-	dir := t.TempDir()
-	client := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	peer := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	logf, err := os.Create(filepath.Join(dir, "etcd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin,
-		"--name", "lock-test",
-		"--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "lock-test="+peer,
-		"--log-outputs", "stderr", "--logger", "zap")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start etcd: %v", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		logf.Close()
-	})
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{client}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close() })
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := cli.Get(ctx, "health")
-		cancel()
-		if err == nil {
-			return cli
-		}
-		select {
-		case err := <-exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "etcd.log"))
-			t.Fatalf("etcd exited: %v\n%s", err, log)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("etcd not ready after 20s: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return testenv.EtcdClient(t, testenv.StartEtcd(t))
 }
 
 func TestEtcd(t *testing.T) {

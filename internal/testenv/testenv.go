@@ -14,6 +14,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
@@ -79,4 +82,15 @@ func StartEtcd(t testing.TB) string {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// EtcdClient returns a client of the etcd at url, closed when the test ends.
+func EtcdClient(t testing.TB, url string) *clientv3.Client {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{url}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
 }

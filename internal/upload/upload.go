@@ -328,19 +328,19 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 		id   string
 		size int64
 	}
-	var todo []pending
+	var waiting []pending
 	for rows.Next() {
 		var p pending
 		if err := rows.Scan(&p.id, &p.size); err != nil {
 			rows.Close()
 			return 0, fmt.Errorf("upload: reconcile: %w", err)
 		}
-		todo = append(todo, p)
+		waiting = append(waiting, p)
 	}
 	rows.Close()
 	n := 0
 	var firstErr error
-	for _, p := range todo {
+	for _, p := range waiting {
 		up, err := s.store.GetUpload(ctx, p.id)
 		if err != nil {
 			continue // not created on disk yet, or swept
