@@ -9,7 +9,6 @@ package lockbench
 import (
 	"context"
 	"github.com/blueprint-media/blueprint/internal/testenv"
-	"net"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -21,16 +20,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 )
-
-func freePort(b *testing.B) int {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 // startEtcd starts a throwaway etcd (internal/testenv) and returns a
 // client; both are stopped when the benchmark ends.

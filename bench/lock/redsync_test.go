@@ -15,6 +15,7 @@ import (
 
 	"github.com/blueprint-media/blueprint/internal/lock"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
+	"github.com/blueprint-media/blueprint/internal/testenv"
 )
 
 // startRedis runs a throwaway redis-server (Debian's) on a free port.
@@ -25,7 +26,7 @@ func startRedis(b *testing.B) *goredislib.Client {
 		b.Fatal("redis-server is not installed: apt-get install redis-server")
 	}
 	dir := b.TempDir()
-	port := freePort(b)
+	port := testenv.FreePort(b)
 	cmd := exec.Command(bin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir)
 	logf, _ := os.Create(filepath.Join(dir, "redis.log"))
 	cmd.Stdout, cmd.Stderr = logf, logf

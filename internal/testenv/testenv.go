@@ -1,5 +1,6 @@
-// Package testenv starts real engines for tests — a throwaway etcd on free
-// loopback ports with its own data directory — and stops them when the test
+// Package testenv starts real engines for tests — throwaway etcd and
+// PostgreSQL servers on free loopback ports with their own data
+// directories — and stops them when the test
 // ends. A missing binary fails the test with the Debian package to install;
 // nothing is skipped.
 package testenv
@@ -11,7 +12,9 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -93,4 +96,62 @@ func EtcdClient(t testing.TB, url string) *clientv3.Client {
 	}
 	t.Cleanup(func() { cli.Close() })
 	return cli
+}
+
+// StartPostgres runs a throwaway PostgreSQL server (initdb + pg_ctl from
+// Debian's postgresql, trust auth, temp dir, free loopback port; as the
+// postgres user when run as root) and returns its DSN. With durable false
+// it turns fsync off, for tests that do not measure durability. The server
+// is stopped (pg_ctl stop -m immediate) when the test ends.
+func StartPostgres(t testing.TB, durable bool) string {
+	t.Helper()
+	for _, bin := range []string{"initdb", "pg_ctl", "postgres"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Fatalf("%s not found on PATH: apt-get install postgresql and put its bin directory (/usr/lib/postgresql/15/bin) on PATH (make test does both)", bin)
+		}
+	}
+	dir, err := os.MkdirTemp("", "testenv-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	asPostgres := func(name string, args ...string) *exec.Cmd {
+		if os.Geteuid() != 0 {
+			return exec.Command(name, args...)
+		}
+		return exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
+	}
+	if os.Geteuid() == 0 { // PostgreSQL refuses to run as root
+		u, err := user.Lookup("postgres")
+		if err != nil {
+			t.Fatalf("running as root needs the postgres user (apt-get install postgresql): %v", err)
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(dir, uid, gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data := filepath.Join(dir, "data")
+	if out, err := asPostgres("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	port := FreePort(t)
+	opts := fmt.Sprintf("-p %d -c listen_addresses=127.0.0.1 -k %s -c max_connections=200", port, dir)
+	if !durable {
+		opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+	}
+	if out, err := asPostgres("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "30", "start").CombinedOutput(); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "log"))
+		t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, log)
+	}
+	t.Cleanup(func() {
+		if out, err := asPostgres("pg_ctl", "-D", data, "-m", "immediate", "stop").CombinedOutput(); err != nil {
+			t.Errorf("pg_ctl stop: %v\n%s", err, out)
+		}
+	})
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", port)
 }
