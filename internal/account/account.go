@@ -27,6 +27,7 @@ import (
 
 	"github.com/blueprint-media/blueprint/internal/errs"
 	"github.com/blueprint-media/blueprint/internal/idgen"
+	"github.com/blueprint-media/blueprint/internal/outbox"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
 )
 
@@ -85,8 +86,14 @@ func (s *Service) SignUp(ctx context.Context, username, email, password string) 
 		return User{}, err
 	}
 	u := User{ID: id, Username: username, Email: email, CreatedAt: s.now().UTC().Truncate(time.Second)}
-	_, err = s.db.W.ExecContext(ctx, `INSERT INTO users(id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
-		u.ID, u.Username, u.Email, HashPassword(password), u.CreatedAt.Unix())
+	hash := HashPassword(password)
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO users(id, username, email, password_hash, created_at) VALUES (?, ?, ?, ?, ?)`,
+			u.ID, u.Username, u.Email, hash, u.CreatedAt.Unix()); err != nil {
+			return err
+		}
+		return outbox.Insert(ctx, tx, "user.created", u.ID, map[string]string{"username": u.Username})
+	})
 	if err != nil {
 		if strings.Contains(err.Error(), "users.username") || strings.Contains(err.Error(), "users.email") {
 			return User{}, errs.E(errs.Conflict, "username or email is already taken")

@@ -1,6 +1,7 @@
 package account
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -78,4 +79,20 @@ func identityMAC(r *http.Request, id Identity, secret []byte, ts string) string 
 		m.Write([]byte{0})
 	}
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+type identityKey struct{}
+
+// NewContext returns a context carrying the caller's identity. Frontend
+// servers put the verified identity there for every request, so the
+// product services mounted on them read it with FromContext.
+func NewContext(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
+}
+
+// FromContext returns the caller's identity (the zero Identity, UserID 0,
+// for anonymous callers).
+func FromContext(ctx context.Context) Identity {
+	id, _ := ctx.Value(identityKey{}).(Identity)
+	return id
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/blueprint-media/blueprint/internal/account"
 	"github.com/blueprint-media/blueprint/internal/blob"
 	"github.com/blueprint-media/blueprint/internal/config"
+	"github.com/blueprint-media/blueprint/internal/dispatch"
 	"github.com/blueprint-media/blueprint/internal/edge"
 	"github.com/blueprint-media/blueprint/internal/frontend"
 	"github.com/blueprint-media/blueprint/internal/gateway"
@@ -75,6 +76,10 @@ type App struct {
 	locker    lock.Locker
 	etcd      *clientv3.Client
 	adminMux  *http.ServeMux
+	ids       *idgen.Generator  // nil unless this process runs the frontend role
+	modules   []frontend.Module // product services mounted on every frontend
+	bgCtx     context.Context   // ends when Stop begins; for background loops
+	dispatch  *dispatch.Dispatcher
 
 	stops  []func(context.Context) error // run in reverse order
 	bg     sync.WaitGroup
@@ -137,6 +142,7 @@ func (a *App) start(ctx context.Context) error {
 	}
 	bgCtx, cancel := context.WithCancel(context.Background())
 	a.cancel = cancel
+	a.bgCtx = bgCtx
 
 	// The admin listener first, so /healthz answers during start-up.
 	a.adminMux = telemetry.AdminHandler(a.reg, a.checks)
@@ -338,6 +344,23 @@ func (a *App) start(ctx context.Context) error {
 		a.onStop(w.Stop)
 	}
 
+	// Product services on the events (each in its own file of this
+	// package); they mount their routes on the frontends as modules.
+	if has("frontend") {
+		a.ids = ids
+		if err := a.newDispatcher(); err != nil {
+			return err
+		}
+		for _, start := range []func(context.Context) error{a.startSocial, a.startNotify, a.startSearch, a.startPayment, a.startAnalytics} {
+			if err := start(ctx); err != nil {
+				return err
+			}
+		}
+		if err := a.startDispatcher(ctx); err != nil {
+			return err
+		}
+	}
+
 	// Frontend servers.
 	if has("frontend") {
 		uploads, err := upload.New(upload.Config{Dir: filepath.Join(cfg.DataDir, "uploads"), MaxBytes: int64(cfg.Upload.MaxBytes)},
@@ -353,7 +376,8 @@ func (a *App) start(ctx context.Context) error {
 			Accounts: accounts, Media: a.media, Uploads: uploads, Pages: pages, Secret: secret,
 			SecureCookie: strings.HasPrefix(cfg.PublicURL, "https://"), SessionTTL: cfg.Account.SessionTTL,
 			MaxBodyBytes: int64(cfg.Gateway.MaxBodyBytes), MaxUpload: int64(cfg.Upload.MaxBytes),
-			Logger: a.logger, Requests: frontend.NewRequestsMetric(a.reg),
+			Logger: a.logger, Requests: frontend.NewRequestsMetric(a.reg), Modules: a.modules,
+			AdmitUpload: a.admitUpload(),
 		}
 		for i := range cfg.Frontend.Instances {
 			name := fmt.Sprintf("frontend-%d", i+1)
@@ -445,7 +469,8 @@ func (a *App) start(ctx context.Context) error {
 		a.onStop(sv.Stop)
 	}
 
-	return nil
+	// DNS last: its dynamic records point at the gateways and edges above.
+	return a.startDNS(ctx)
 }
 
 // edgeURL is the public URL of the CDN edge that media URLs point at:

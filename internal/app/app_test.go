@@ -132,3 +132,38 @@ func TestRoleSubsets(t *testing.T) {
 		t.Fatalf("edge → origin miss: %d %q", resp.StatusCode, resp.Header.Get("Cache-Status"))
 	}
 }
+
+// TestUploadBackpressure: with more transcoding jobs waiting than
+// dispatch.max_job_backlog, a new upload gets 429 with Retry-After, and the
+// dispatcher's admin page answers.
+func TestUploadBackpressure(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Roles = []string{"gateway", "frontend", "broker", "edge", "origin"} // no worker: jobs wait
+	cfg.Dispatch.MaxJobBacklog = 2
+	a := start(t, cfg)
+	for i := range 3 {
+		if err := a.q.Publish(context.Background(), "transcode", "backlog-"+string(rune('a'+i)), map[string]int{"n": i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, _ := http.NewRequest("POST", a.URLs().Gateway+"/api/v1/uploads/", nil)
+	req.Header.Set("Tus-Resumable", "1.0.0")
+	req.Header.Set("Upload-Length", "10")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "busy transcoding") {
+		t.Fatalf("upload with a full backlog: %s %q, Retry-After %q", resp.Status, body, resp.Header.Get("Retry-After"))
+	}
+	resp, err = http.Get(a.URLs().Admin + "/dispatch.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("/dispatch.json: %s", resp.Status)
+	}
+}

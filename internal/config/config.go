@@ -30,20 +30,27 @@ type Config struct {
 	PublicURL string   `yaml:"public_url" help:"URL users reach the gateway at (default: derived from http_addr)"`
 	Secret    string   `yaml:"secret" secret:"true" help:"key that signs the identity headers the gateway sends to frontends; at least 16 characters (default: generated once into data_dir)"`
 
-	Log      Log      `yaml:"log"`
-	Database Database `yaml:"database"`
-	Blob     Blob     `yaml:"blob"`
-	Queue    Queue    `yaml:"queue"`
-	Broker   Broker   `yaml:"broker"`
-	Gateway  Gateway  `yaml:"gateway"`
-	LB       LB       `yaml:"lb"`
-	Frontend Frontend `yaml:"frontend"`
-	Origin   Origin   `yaml:"origin"`
-	Edge     Edge     `yaml:"edge"`
-	Upload   Upload   `yaml:"upload"`
-	Worker   Worker   `yaml:"worker"`
-	Account  Account  `yaml:"account"`
-	Lock     Lock     `yaml:"lock"`
+	Log       Log       `yaml:"log"`
+	Database  Database  `yaml:"database"`
+	Blob      Blob      `yaml:"blob"`
+	Queue     Queue     `yaml:"queue"`
+	Broker    Broker    `yaml:"broker"`
+	Gateway   Gateway   `yaml:"gateway"`
+	LB        LB        `yaml:"lb"`
+	Frontend  Frontend  `yaml:"frontend"`
+	Origin    Origin    `yaml:"origin"`
+	Edge      Edge      `yaml:"edge"`
+	Upload    Upload    `yaml:"upload"`
+	Worker    Worker    `yaml:"worker"`
+	Account   Account   `yaml:"account"`
+	Lock      Lock      `yaml:"lock"`
+	Social    Social    `yaml:"social"`
+	DNS       DNS       `yaml:"dns"`
+	Search    Search    `yaml:"search"`
+	Notify    Notify    `yaml:"notify"`
+	Payment   Payment   `yaml:"payment"`
+	Analytics Analytics `yaml:"analytics"`
+	Dispatch  Dispatch  `yaml:"dispatch"`
 }
 
 // Lock configures distributed locks (per-video transcode locks, leader
@@ -172,8 +179,15 @@ func Default() Config {
 			FFmpeg:         "ffmpeg",
 			FFprobe:        "ffprobe",
 		},
-		Account: Account{SessionTTL: 30 * 24 * time.Hour, MinPasswordLength: 8},
-		Lock:    Lock{TTL: 10 * time.Second},
+		Account:   Account{SessionTTL: 30 * 24 * time.Hour, MinPasswordLength: 8},
+		Lock:      Lock{TTL: 10 * time.Second},
+		Social:    defaultSocial(),
+		DNS:       defaultDNS(),
+		Search:    defaultSearch(),
+		Notify:    defaultNotify(),
+		Payment:   defaultPayment(),
+		Analytics: defaultAnalytics(),
+		Dispatch:  defaultDispatch(),
 	}
 }
 
@@ -267,6 +281,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Worker.FFmpegThreads < 0 {
 		return keyErr("worker.ffmpeg_threads", "must be 0 (ffmpeg decides) or more")
+	}
+	for _, v := range []interface{ validate() error }{c.Social, c.DNS, c.Search, c.Notify, c.Payment, c.Analytics, c.Dispatch} {
+		if err := v.validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

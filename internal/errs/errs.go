@@ -22,6 +22,7 @@ const (
 	Unauthorized
 	Forbidden
 	Unavailable
+	TooMany // a rate or quota was exceeded: 429
 )
 
 // Error is an error with a kind and a user-facing message.
@@ -78,6 +79,8 @@ func HTTPStatus(err error) int {
 		return http.StatusConflict
 	case Invalid:
 		return http.StatusBadRequest
+	case TooMany:
+		return http.StatusTooManyRequests
 	case Unauthorized:
 		return http.StatusUnauthorized
 	case Forbidden:

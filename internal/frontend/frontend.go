@@ -46,6 +46,10 @@ type Deps struct {
 	MaxUpload    int64
 	Logger       *slog.Logger
 	Requests     *prometheus.CounterVec // by instance and code class; may be nil
+	Modules      []Module
+	// AdmitUpload, when set, may refuse a new upload (an errs.TooMany
+	// error becomes 429 with Retry-After).
+	AdmitUpload func(context.Context) error
 }
 
 // Server is one frontend instance.
@@ -75,11 +79,15 @@ func NewRequestsMetric(reg prometheus.Registerer) *prometheus.CounterVec {
 	return c
 }
 
-type ctxKey struct{}
+func ident(r *http.Request) account.Identity { return account.FromContext(r.Context()) }
 
-func ident(r *http.Request) account.Identity {
-	id, _ := r.Context().Value(ctxKey{}).(account.Identity)
-	return id
+// Module is a product service that serves routes on every frontend
+// instance (follows and feeds, notifications, search, payments, analytics).
+// Routes is called once per instance with the instance's name; handlers read
+// the caller with account.FromContext. Patterns must not collide with the
+// frontend's own or another module's.
+type Module interface {
+	Routes(mux *http.ServeMux, instance string)
 }
 
 // Handler returns the instance's HTTP handler.
@@ -95,11 +103,24 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/videos/{id}", s.apiVideo)
 	mux.HandleFunc("GET /api/v1/uploads/{id}", s.apiUpload)
 	mux.Handle(upload.BasePath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Backpressure at the edge of the system: a new upload (tus
+		// creation) is refused while the transcoding backlog is over its
+		// budget; uploads in progress continue.
+		if r.Method == http.MethodPost && s.d.AdmitUpload != nil {
+			if err := s.d.AdmitUpload(r.Context()); err != nil {
+				w.Header().Set("Retry-After", "30")
+				httpx.Error(w, r, s.d.Logger, err)
+				return
+			}
+		}
 		s.tus.ServeHTTP(w, r.WithContext(upload.WithIdentity(r.Context(), ident(r))))
 	}))
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.JSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint: " + r.Method + " " + r.URL.Path})
 	})
+	for _, m := range s.d.Modules {
+		m.Routes(mux, s.name)
+	}
 	// Pages.
 	mux.HandleFunc("GET /{$}", s.home)
 	mux.HandleFunc("GET /signup", s.signupPage)
@@ -121,7 +142,7 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		id, _ := account.IdentityFrom(r, s.d.Secret, time.Now())
 		sw := &httpx.Recorder{ResponseWriter: w, Code: http.StatusOK}
 		w.Header().Set("X-Served-By", s.name)
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
+		next.ServeHTTP(sw, r.WithContext(account.NewContext(r.Context(), id)))
 		if s.d.Requests != nil {
 			s.d.Requests.WithLabelValues(s.name, strconv.Itoa(sw.Code/100)+"xx").Inc()
 		}

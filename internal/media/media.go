@@ -67,6 +67,8 @@ type Video struct {
 	Renditions   []Rendition `json:"renditions,omitempty"`
 	CreatedAt    time.Time   `json:"created_at"`
 	ReadyAt      *time.Time  `json:"ready_at,omitempty"`
+	Likes        int64       `json:"likes"`
+	Comments     int64       `json:"comments"`
 	MasterKey    string      `json:"-"`
 	SourceKey    string      `json:"-"`
 	ThumbKey     string      `json:"-"`
@@ -173,7 +175,7 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 }
 
 const videoColumns = `v.id, v.user_id, u.username, v.kind, v.title, v.description, v.status, v.error, v.progress, v.duration, v.width, v.height,
-	v.master_key, v.thumbnail_key, v.source_key, v.variants, v.created_at, v.ready_at`
+	v.master_key, v.thumbnail_key, v.source_key, v.variants, v.created_at, v.ready_at, v.likes, v.comments`
 
 func (s *Service) scan(row interface{ Scan(...any) error }) (Video, error) {
 	var v Video
@@ -181,7 +183,7 @@ func (s *Service) scan(row interface{ Scan(...any) error }) (Video, error) {
 	var created int64
 	var ready sql.NullInt64
 	err := row.Scan(&v.ID, &v.UserID, &v.Username, &v.Kind, &v.Title, &v.Description, &v.Status, &v.Error, &v.Progress, &v.Duration,
-		&v.Width, &v.Height, &v.MasterKey, &v.ThumbKey, &v.SourceKey, &variants, &created, &ready)
+		&v.Width, &v.Height, &v.MasterKey, &v.ThumbKey, &v.SourceKey, &variants, &created, &ready, &v.Likes, &v.Comments)
 	if err != nil {
 		return v, err
 	}

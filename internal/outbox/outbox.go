@@ -183,6 +183,25 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	return len(done), firstErr
 }
 
+// Insert writes an event in tx, the transaction of the change that caused
+// it; the relay publishes it after the commit. payload is marshalled to
+// JSON (nil means {}).
+func Insert(ctx context.Context, tx *sql.Tx, kind string, subject int64, payload any) error {
+	data := []byte("{}")
+	if payload != nil {
+		b, err := json.Marshal(payload)
+		if err != nil {
+			return fmt.Errorf("outbox: %s payload: %w", kind, err)
+		}
+		data = b
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO events(kind, subject_id, payload, created_at) VALUES (?, ?, ?, ?)`,
+		kind, subject, string(data), time.Now().Unix()); err != nil {
+		return fmt.Errorf("outbox: insert %s: %w", kind, err)
+	}
+	return nil
+}
+
 // MsgID is the broker message ID of an event.
 func MsgID(id int64) string { return "evt-" + strconv.FormatInt(id, 10) }
 
@@ -231,7 +250,7 @@ func Subscribe(ctx context.Context, q *queue.Queue, db *sqlstore.DB, consumer st
 				msg.Term()
 				continue
 			}
-			if err := apply(runCtx, db, consumer, e, h); err != nil {
+			if err := Apply(runCtx, db, consumer, e, h); err != nil {
 				logger.Warn("outbox: event failed; will retry", "consumer", consumer, "event", e.ID, "err", err)
 				msg.NakWithDelay(time.Second)
 				continue
@@ -244,7 +263,10 @@ func Subscribe(ctx context.Context, q *queue.Queue, db *sqlstore.DB, consumer st
 	return s, nil
 }
 
-func apply(ctx context.Context, db *sqlstore.DB, consumer string, e Event, h Handler) error {
+// Apply runs h for e in a transaction that also records e in consumer's
+// inbox (processed_events); an event the consumer applied before is
+// skipped. It is how every consumer applies an event exactly once.
+func Apply(ctx context.Context, db *sqlstore.DB, consumer string, e Event, h Handler) error {
 	return db.Tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO processed_events(consumer, event_id, processed_at) VALUES (?, ?, ?)`,
 			consumer, e.ID, time.Now().Unix())

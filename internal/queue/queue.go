@@ -168,6 +168,11 @@ func Connect(ctx context.Context, url string, local *Broker, logger *slog.Logger
 // that keep streams of their own (the outbox's event stream).
 func (q *Queue) JetStream() jetstream.JetStream { return q.js }
 
+// Conn returns the NATS connection, for core (non-persistent) publish and
+// subscribe: real-time messages routed to the frontend holding a user's
+// live connection.
+func (q *Queue) Conn() *nats.Conn { return q.nc }
+
 // Close closes the connection.
 func (q *Queue) Close() { q.nc.Close() }
 

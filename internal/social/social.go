@@ -1,0 +1,505 @@
+// Package social is Blueprint's social graph and its read models: follows,
+// the home feed, comments and likes.
+//
+// The home feed is the hybrid of Twitter's "Timelines at Scale": when a
+// video becomes ready, the feed consumer writes it into the feed of every
+// follower of its creator (fan-out on write: one row per follower, cheap
+// reads) — unless the creator has reached the fan-out threshold of
+// followers, in which case nothing is written and the creator's videos are
+// merged into each follower's feed when it is read (fan-out on read: O(1)
+// writes for a creator with millions of followers). Either way a feed is
+// exactly "the ready videos of the creators I follow, newest first"; the
+// property test checks that both paths and any mix give the same pages.
+//
+// A creator switches to merge-on-read once and for good (user_stats.
+// read_merge): items written before the switch stay in feeds, items after
+// it are merged, and the union de-duplicates. Following a fan-out-on-write
+// creator back-fills their ready videos into the new follower's feed in the
+// follow's transaction; unfollowing removes them.
+//
+// Every change writes its event in the same transaction (user.followed,
+// user.unfollowed, comment.created, video.liked) through the outbox.
+// Counters (followers, likes, comments) change in the transaction that
+// inserts or deletes the row they count, so they never drift from the rows,
+// whatever the concurrency: the store serialises writers.
+package social
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/blueprint-media/blueprint/internal/errs"
+	"github.com/blueprint-media/blueprint/internal/idgen"
+	"github.com/blueprint-media/blueprint/internal/outbox"
+	"github.com/blueprint-media/blueprint/internal/sqlstore"
+)
+
+// Config tunes the service.
+type Config struct {
+	// FanoutThreshold is the follower count from which a creator's uploads
+	// are merged at read time. 0 merges every creator at read time.
+	FanoutThreshold int
+	// MaxCommentLength is the longest comment body, in characters.
+	MaxCommentLength int
+	// CommentInterval is the shortest time between two comments by one user.
+	CommentInterval time.Duration
+}
+
+// IDs issues entity IDs (idgen.Generator does).
+type IDs interface {
+	Next(shard int) (int64, error)
+}
+
+// Service implements follows, feeds, comments and likes.
+type Service struct {
+	db     *sqlstore.DB
+	ids    IDs
+	cfg    Config
+	logger *slog.Logger
+	now    func() time.Time
+
+	mu          sync.Mutex
+	lastComment map[int64]time.Time // per user, for CommentInterval
+
+	fanoutRows *prometheus.CounterVec
+}
+
+// New returns the service. ids may be nil for processes that only run the
+// feed consumer.
+func New(db *sqlstore.DB, ids IDs, cfg Config, logger *slog.Logger, reg prometheus.Registerer) *Service {
+	if cfg.MaxCommentLength <= 0 {
+		cfg.MaxCommentLength = 2000
+	}
+	s := &Service{db: db, ids: ids, cfg: cfg, logger: logger, now: time.Now, lastComment: map[int64]time.Time{},
+		fanoutRows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "blueprint", Subsystem: "feed", Name: "fanout_total",
+			Help: "Uploads handled by the feed consumer, by path (write: one row per follower; read: merged at read time).",
+		}, []string{"path"}),
+	}
+	if reg != nil {
+		reg.MustRegister(s.fanoutRows)
+	}
+	return s
+}
+
+func idStr(id int64) string { return strconv.FormatInt(id, 10) }
+
+// ---- follows ----
+
+// Stats are a user's follow counts, and whether the viewer follows them.
+type Stats struct {
+	UserID    int64 `json:"user_id,string"`
+	Followers int64 `json:"followers"`
+	Following int64 `json:"following"`
+	Followed  bool  `json:"followed_by_me"`
+	ReadMerge bool  `json:"read_merge"` // feeds merge this creator's uploads at read time
+}
+
+func userExists(ctx context.Context, tx *sql.Tx, id int64) error {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = ?`, id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errs.E(errs.NotFound, "no user with id %d", id)
+	}
+	return err
+}
+
+// Follow makes follower follow followee. Following twice is not an error
+// and changes nothing.
+func (s *Service) Follow(ctx context.Context, follower, followee int64) error {
+	if follower == followee {
+		return errs.E(errs.Invalid, "you cannot follow yourself")
+	}
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := userExists(ctx, tx, followee); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO follows(follower_id, followee_id, created_at) VALUES (?, ?, ?)`,
+			follower, followee, s.now().Unix())
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // already following
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO user_stats(user_id, following) VALUES (?, 1)
+			ON CONFLICT(user_id) DO UPDATE SET following = following + 1`, follower); err != nil {
+			return err
+		}
+		var followers int64
+		var readMerge bool
+		if err := tx.QueryRowContext(ctx, `INSERT INTO user_stats(user_id, followers, read_merge) VALUES (?1, 1, ?2 <= 1)
+			ON CONFLICT(user_id) DO UPDATE SET followers = followers + 1, read_merge = read_merge OR followers + 1 >= ?2
+			RETURNING followers, read_merge`, followee, s.cfg.FanoutThreshold).Scan(&followers, &readMerge); err != nil {
+			return err
+		}
+		if !readMerge {
+			// Back-fill: the creator's ready videos join the new follower's feed.
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO feed_items(user_id, video_id, creator_id)
+				SELECT ?, id, user_id FROM videos WHERE user_id = ? AND status = 'ready'`, follower, followee); err != nil {
+				return err
+			}
+		}
+		return outbox.Insert(ctx, tx, "user.followed", followee, map[string]string{"follower_id": idStr(follower), "followee_id": idStr(followee)})
+	})
+	if err != nil {
+		return fmt.Errorf("social: follow: %w", err)
+	}
+	return nil
+}
+
+// Unfollow undoes Follow; unfollowing someone you do not follow is not an
+// error.
+func (s *Service) Unfollow(ctx context.Context, follower, followee int64) error {
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM follows WHERE follower_id = ? AND followee_id = ?`, follower, followee)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE user_stats SET following = following - 1 WHERE user_id = ?`, follower); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE user_stats SET followers = followers - 1 WHERE user_id = ?`, followee); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM feed_items WHERE user_id = ? AND creator_id = ?`, follower, followee); err != nil {
+			return err
+		}
+		return outbox.Insert(ctx, tx, "user.unfollowed", followee, map[string]string{"follower_id": idStr(follower), "followee_id": idStr(followee)})
+	})
+	if err != nil {
+		return fmt.Errorf("social: unfollow: %w", err)
+	}
+	return nil
+}
+
+// Stats returns user's follow counts as viewer sees them (viewer 0 =
+// anonymous).
+func (s *Service) Stats(ctx context.Context, user, viewer int64) (Stats, error) {
+	st := Stats{UserID: user}
+	var exists int
+	if err := s.db.R.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = ?`, user).Scan(&exists); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return st, errs.E(errs.NotFound, "no user with id %d", user)
+		}
+		return st, fmt.Errorf("social: stats: %w", err)
+	}
+	err := s.db.R.QueryRowContext(ctx, `SELECT followers, following, read_merge FROM user_stats WHERE user_id = ?`, user).
+		Scan(&st.Followers, &st.Following, &st.ReadMerge)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return st, fmt.Errorf("social: stats: %w", err)
+	}
+	if viewer != 0 {
+		err := s.db.R.QueryRowContext(ctx, `SELECT 1 FROM follows WHERE follower_id = ? AND followee_id = ?`, viewer, user).Scan(&exists)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return st, fmt.Errorf("social: stats: %w", err)
+		}
+		st.Followed = err == nil
+	}
+	return st, nil
+}
+
+// Followers returns up to limit follower IDs of user with IDs below
+// before (0 = from the top), newest follower ID first.
+func (s *Service) Followers(ctx context.Context, user, before int64, limit int) ([]int64, error) {
+	if before == 0 {
+		before = 1<<63 - 1
+	}
+	rows, err := s.db.R.QueryContext(ctx, `SELECT follower_id FROM follows WHERE followee_id = ? AND follower_id < ?
+		ORDER BY follower_id DESC LIMIT ?`, user, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("social: followers: %w", err)
+	}
+	return scanIDs(rows)
+}
+
+func scanIDs(rows *sql.Rows) ([]int64, error) {
+	defer rows.Close()
+	var out []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// ---- feed ----
+
+// FanOut is the feed consumer's handler for video.ready: it writes the
+// video into its creator's followers' feeds, or leaves it to be merged at
+// read time when the creator is above the threshold. It runs in the
+// consumer's transaction (outbox.Subscribe), so it happens once per event.
+func (s *Service) FanOut(ctx context.Context, tx *sql.Tx, e outbox.Event) error {
+	var creator int64
+	var status string
+	err := tx.QueryRowContext(ctx, `SELECT user_id, status FROM videos WHERE id = ?`, e.SubjectID).Scan(&creator, &status)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && status != "ready") {
+		return nil // gone, or not ready after all: nothing to show
+	}
+	if err != nil {
+		return err
+	}
+	var followers int64
+	var readMerge bool
+	err = tx.QueryRowContext(ctx, `SELECT followers, read_merge FROM user_stats WHERE user_id = ?`, creator).Scan(&followers, &readMerge)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	if readMerge || followers >= int64(s.cfg.FanoutThreshold) {
+		if !readMerge {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO user_stats(user_id, read_merge) VALUES (?, 1)
+				ON CONFLICT(user_id) DO UPDATE SET read_merge = 1`, creator); err != nil {
+				return err
+			}
+		}
+		s.fanoutRows.WithLabelValues("read").Inc()
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO feed_items(user_id, video_id, creator_id)
+		SELECT follower_id, ?, ? FROM follows WHERE followee_id = ?`, e.SubjectID, creator, creator); err != nil {
+		return err
+	}
+	s.fanoutRows.WithLabelValues("write").Inc()
+	return nil
+}
+
+// Feed returns up to limit video IDs of user's home feed below the cursor
+// before (0 = from the newest), newest first: the materialised items and
+// the ready videos of followed merge-on-read creators, de-duplicated.
+func (s *Service) Feed(ctx context.Context, user, before int64, limit int) ([]int64, error) {
+	if limit < 1 || limit > 100 {
+		return nil, errs.E(errs.Invalid, "limit must be 1..100")
+	}
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	rows, err := s.db.R.QueryContext(ctx, `
+		SELECT video_id FROM (
+			SELECT f.video_id FROM feed_items f JOIN videos v ON v.id = f.video_id AND v.status = 'ready'
+			WHERE f.user_id = ?1 AND f.video_id < ?2
+			UNION
+			SELECT v.id FROM follows fo
+			JOIN user_stats st ON st.user_id = fo.followee_id AND st.read_merge = 1
+			JOIN videos v ON v.user_id = fo.followee_id AND v.status = 'ready' AND v.id < ?2
+			WHERE fo.follower_id = ?1
+		) ORDER BY video_id DESC LIMIT ?3`, user, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("social: feed: %w", err)
+	}
+	ids, err := scanIDs(rows)
+	if err != nil {
+		return nil, fmt.Errorf("social: feed: %w", err)
+	}
+	return ids, nil
+}
+
+// ---- likes ----
+
+func videoOwner(ctx context.Context, tx *sql.Tx, video int64) (int64, error) {
+	var owner int64
+	var status string
+	err := tx.QueryRowContext(ctx, `SELECT user_id, status FROM videos WHERE id = ?`, video).Scan(&owner, &status)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && status != "ready") {
+		return 0, errs.E(errs.NotFound, "no video with id %d", video)
+	}
+	return owner, err
+}
+
+// Like records user's like of video and returns the video's like count.
+// Liking twice counts once.
+func (s *Service) Like(ctx context.Context, user, video int64) (int64, error) {
+	return s.setLike(ctx, user, video, true)
+}
+
+// Unlike removes user's like, if any, and returns the like count.
+func (s *Service) Unlike(ctx context.Context, user, video int64) (int64, error) {
+	return s.setLike(ctx, user, video, false)
+}
+
+func (s *Service) setLike(ctx context.Context, user, video int64, like bool) (int64, error) {
+	var count int64
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		owner, err := videoOwner(ctx, tx, video)
+		if err != nil {
+			return err
+		}
+		var res sql.Result
+		if like {
+			res, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO likes(video_id, user_id, created_at) VALUES (?, ?, ?)`, video, user, s.now().Unix())
+		} else {
+			res, err = tx.ExecContext(ctx, `DELETE FROM likes WHERE video_id = ? AND user_id = ?`, video, user)
+		}
+		if err != nil {
+			return err
+		}
+		changed, _ := res.RowsAffected()
+		delta := changed
+		if !like {
+			delta = -changed
+		}
+		if err := tx.QueryRowContext(ctx, `UPDATE videos SET likes = likes + ? WHERE id = ? RETURNING likes`, delta, video).Scan(&count); err != nil {
+			return err
+		}
+		if like && changed == 1 {
+			return outbox.Insert(ctx, tx, "video.liked", video, map[string]string{"user_id": idStr(user), "video_owner_id": idStr(owner)})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("social: like: %w", err)
+	}
+	return count, nil
+}
+
+// Liked reports whether user likes video.
+func (s *Service) Liked(ctx context.Context, user, video int64) (bool, error) {
+	var one int
+	err := s.db.R.QueryRowContext(ctx, `SELECT 1 FROM likes WHERE video_id = ? AND user_id = ?`, video, user).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// ---- comments ----
+
+// Comment is one comment on a video.
+type Comment struct {
+	ID        int64     `json:"id,string"`
+	VideoID   int64     `json:"video_id,string"`
+	UserID    int64     `json:"user_id,string"`
+	Username  string    `json:"username"`
+	Body      string    `json:"body"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// AddComment posts a comment by user on video.
+func (s *Service) AddComment(ctx context.Context, user, video int64, body string) (Comment, error) {
+	body = strings.TrimSpace(body)
+	switch {
+	case body == "":
+		return Comment{}, errs.E(errs.Invalid, "comment is empty")
+	case !utf8.ValidString(body):
+		return Comment{}, errs.E(errs.Invalid, "comment is not valid UTF-8")
+	case utf8.RuneCountInString(body) > s.cfg.MaxCommentLength:
+		return Comment{}, errs.E(errs.Invalid, "comment is longer than %d characters", s.cfg.MaxCommentLength)
+	}
+	if s.ids == nil {
+		return Comment{}, errors.New("social: no ID generator in this process")
+	}
+	now := s.now()
+	s.mu.Lock()
+	if last, ok := s.lastComment[user]; ok && now.Sub(last) < s.cfg.CommentInterval {
+		s.mu.Unlock()
+		return Comment{}, errs.E(errs.TooMany, "wait a moment before commenting again")
+	}
+	s.lastComment[user] = now
+	if len(s.lastComment) > 100_000 { // bounded: forget the old entries
+		for u, t := range s.lastComment {
+			if now.Sub(t) >= s.cfg.CommentInterval {
+				delete(s.lastComment, u)
+			}
+		}
+	}
+	s.mu.Unlock()
+	id, err := s.ids.Next(idgen.Shard(video))
+	if err != nil {
+		return Comment{}, err
+	}
+	c := Comment{ID: id, VideoID: video, UserID: user, Body: body, CreatedAt: now.UTC().Truncate(time.Second)}
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
+		owner, err := videoOwner(ctx, tx, video)
+		if err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT username FROM users WHERE id = ?`, user).Scan(&c.Username); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO comments(id, video_id, user_id, body, created_at) VALUES (?, ?, ?, ?, ?)`,
+			c.ID, video, user, body, c.CreatedAt.Unix()); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE videos SET comments = comments + 1 WHERE id = ?`, video); err != nil {
+			return err
+		}
+		return outbox.Insert(ctx, tx, "comment.created", video, map[string]string{
+			"comment_id": idStr(c.ID), "video_id": idStr(video), "user_id": idStr(user), "video_owner_id": idStr(owner), "body": body,
+		})
+	})
+	if err != nil {
+		return Comment{}, fmt.Errorf("social: comment: %w", err)
+	}
+	return c, nil
+}
+
+// DeleteComment deletes a comment; only its author or the video's owner
+// may.
+func (s *Service) DeleteComment(ctx context.Context, user, id int64) error {
+	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		var author, video, owner int64
+		err := tx.QueryRowContext(ctx, `SELECT c.user_id, c.video_id, v.user_id FROM comments c JOIN videos v ON v.id = c.video_id WHERE c.id = ?`, id).
+			Scan(&author, &video, &owner)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errs.E(errs.NotFound, "no comment with id %d", id)
+		}
+		if err != nil {
+			return err
+		}
+		if user != author && user != owner {
+			return errs.E(errs.Forbidden, "only the author or the video's owner can delete a comment")
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM comments WHERE id = ?`, id); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE videos SET comments = comments - 1 WHERE id = ?`, video)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("social: delete comment: %w", err)
+	}
+	return nil
+}
+
+// Comments returns up to limit comments on video below the cursor before
+// (0 = newest first).
+func (s *Service) Comments(ctx context.Context, video, before int64, limit int) ([]Comment, error) {
+	if limit < 1 || limit > 100 {
+		return nil, errs.E(errs.Invalid, "limit must be 1..100")
+	}
+	if before <= 0 {
+		before = 1<<63 - 1
+	}
+	rows, err := s.db.R.QueryContext(ctx, `SELECT c.id, c.video_id, c.user_id, u.username, c.body, c.created_at
+		FROM comments c JOIN users u ON u.id = c.user_id WHERE c.video_id = ? AND c.id < ? ORDER BY c.id DESC LIMIT ?`, video, before, limit)
+	if err != nil {
+		return nil, fmt.Errorf("social: comments: %w", err)
+	}
+	defer rows.Close()
+	out := []Comment{}
+	for rows.Next() {
+		var c Comment
+		var created int64
+		if err := rows.Scan(&c.ID, &c.VideoID, &c.UserID, &c.Username, &c.Body, &created); err != nil {
+			return nil, fmt.Errorf("social: comments: %w", err)
+		}
+		c.CreatedAt = time.Unix(created, 0).UTC()
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
