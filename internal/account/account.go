@@ -15,6 +15,7 @@ import (
 	"crypto/subtle"
 	"database/sql"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/mail"
@@ -25,6 +26,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/blueprint-media/blueprint/internal/cache/tier"
 	"github.com/blueprint-media/blueprint/internal/errs"
 	"github.com/blueprint-media/blueprint/internal/idgen"
 	"github.com/blueprint-media/blueprint/internal/outbox"
@@ -47,10 +49,44 @@ type User struct {
 
 // Service implements accounts on the SQL store.
 type Service struct {
-	db  *sqlstore.DB
-	ids *idgen.Generator
-	cfg Config
-	now func() time.Time
+	db       *sqlstore.DB
+	ids      *idgen.Generator
+	cfg      Config
+	now      func() time.Time
+	sessions *tier.Tier[CachedSession] // nil: every request reads the database
+}
+
+// CachedSession is what the session cache keeps per token: the identity
+// and the session's expiry. It is keyed by the hex SHA-256 of the token,
+// never the token itself.
+type CachedSession struct {
+	Identity
+	Expires int64 `json:"expires"` // unix seconds
+}
+
+// CacheSessionsWith routes Authenticate through t (loaded with
+// LoadSession). Unknown tokens are cached as "not found" too, for the
+// tier's negative TTL, so guessed tokens cost no database reads; Logout
+// invalidates the token in every process.
+func (s *Service) CacheSessionsWith(t *tier.Tier[CachedSession]) { s.sessions = t }
+
+// LoadSession reads the session whose token hash is key (hex): the loader
+// of the session cache.
+func (s *Service) LoadSession(ctx context.Context, key string) (CachedSession, error) {
+	hash, err := hex.DecodeString(key)
+	if err != nil {
+		return CachedSession{}, tier.ErrNotFound
+	}
+	var cs CachedSession
+	err = s.db.R.QueryRowContext(ctx, `SELECT s.id, s.user_id, u.username, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?`,
+		hash).Scan(&cs.SessionID, &cs.UserID, &cs.Username, &cs.Expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return CachedSession{}, tier.ErrNotFound
+	}
+	if err != nil {
+		return CachedSession{}, errs.Wrap(errs.Unavailable, err, "account store unavailable")
+	}
+	return cs, nil
 }
 
 // New returns a Service.
@@ -155,20 +191,24 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Identity, err
 	if !strings.HasPrefix(token, "bp_") || len(token) > 64 {
 		return Identity{}, errs.E(errs.Unauthorized, "invalid token")
 	}
-	var id Identity
-	var expires int64
-	err := s.db.R.QueryRowContext(ctx, `SELECT s.id, s.user_id, u.username, s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?`,
-		tokenHash(token)).Scan(&id.SessionID, &id.UserID, &id.Username, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
+	key := hex.EncodeToString(tokenHash(token))
+	var cs CachedSession
+	var err error
+	if s.sessions != nil {
+		cs, err = s.sessions.Get(ctx, key)
+	} else {
+		cs, err = s.LoadSession(ctx, key)
+	}
+	if errors.Is(err, tier.ErrNotFound) {
 		return Identity{}, errs.E(errs.Unauthorized, "invalid or expired token")
 	}
 	if err != nil {
 		return Identity{}, errs.Wrap(errs.Unavailable, err, "account store unavailable")
 	}
-	if s.now().Unix() >= expires {
+	if s.now().Unix() >= cs.Expires {
 		return Identity{}, errs.E(errs.Unauthorized, "invalid or expired token")
 	}
-	return id, nil
+	return cs.Identity, nil
 }
 
 // Logout ends the session of token.
@@ -176,6 +216,11 @@ func (s *Service) Logout(ctx context.Context, token string) error {
 	_, err := s.db.W.ExecContext(ctx, `DELETE FROM sessions WHERE token_hash = ?`, tokenHash(token))
 	if err != nil {
 		return fmt.Errorf("account: logout: %w", err)
+	}
+	if s.sessions != nil {
+		if err := s.sessions.Delete(ctx, hex.EncodeToString(tokenHash(token))); err != nil {
+			return fmt.Errorf("account: logout: session cache: %w", err)
+		}
 	}
 	return nil
 }

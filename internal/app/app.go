@@ -28,6 +28,8 @@ import (
 	"github.com/blueprint-media/blueprint/internal/abr"
 	"github.com/blueprint-media/blueprint/internal/account"
 	"github.com/blueprint-media/blueprint/internal/blob"
+	"github.com/blueprint-media/blueprint/internal/cache/redisl2"
+	"github.com/blueprint-media/blueprint/internal/cache/tier"
 	"github.com/blueprint-media/blueprint/internal/config"
 	"github.com/blueprint-media/blueprint/internal/dispatch"
 	"github.com/blueprint-media/blueprint/internal/edge"
@@ -80,6 +82,10 @@ type App struct {
 	modules   []frontend.Module // product services mounted on every frontend
 	bgCtx     context.Context   // ends when Stop begins; for background loops
 	dispatch  *dispatch.Dispatcher
+
+	l2          *redisl2.Fleet
+	invalidator *tier.NATS
+	tiers       []tierStats
 
 	stops  []func(context.Context) error // run in reverse order
 	bg     sync.WaitGroup
@@ -323,6 +329,31 @@ func (a *App) start(ctx context.Context) error {
 	if a.db != nil {
 		accounts = account.New(a.db, ids, account.Config{SessionTTL: cfg.Account.SessionTTL, MinPasswordLength: cfg.Account.MinPasswordLength})
 		a.media = media.New(a.db, a.q, a.edgeURL()+origin.Prefix, a.logger)
+		videos, err := newTier(ctx, a, "videos", a.media.Load)
+		if err != nil {
+			return err
+		}
+		a.media.CacheWith(videos)
+		if has("gateway") && a.q != nil {
+			// Sessions are cached only where logouts elsewhere reach this
+			// process's L1 (through the broker).
+			sessions, err := newTier(ctx, a, "sessions", accounts.LoadSession)
+			if err != nil {
+				return err
+			}
+			accounts.CacheSessionsWith(sessions)
+		}
+		if has("frontend") {
+			views, err := tier.NewCounter(tier.CounterConfig{Flush: a.media.FlushViews, Flushed: a.media.ViewsFlushed, FlushInterval: a.cfg.Cache.ViewFlush})
+			if err != nil {
+				return err
+			}
+			if err := views.Start(ctx); err != nil {
+				return err
+			}
+			a.onStop(views.Stop)
+			a.media.CountViewsWith(views)
+		}
 	}
 
 	// The worker starts before the frontends and the gateway so that it

@@ -167,3 +167,74 @@ func TestUploadBackpressure(t *testing.T) {
 		t.Fatalf("/dispatch.json: %s", resp.Status)
 	}
 }
+
+// TestPlatformCaches: sessions are served from the cache, a logout takes
+// effect at once, and the status page shows the caches' hit ratios.
+func TestPlatformCaches(t *testing.T) {
+	a := start(t, testConfig(t))
+	gw := a.URLs().Gateway
+	do := func(method, path, token, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, gw+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	if code, _ := do("POST", "/api/v1/users", "", `{"username":"cachey","email":"c@example.com","password":"correct horse"}`); code != 201 {
+		t.Fatalf("sign up: %d", code)
+	}
+	code, out := do("POST", "/api/v1/sessions", "", `{"username":"cachey","password":"correct horse"}`)
+	token, _ := out["token"].(string)
+	if code != 200 || token == "" {
+		t.Fatalf("login: %d %v", code, out)
+	}
+	for range 5 {
+		if code, _ := do("GET", "/api/v1/me", token, ""); code != 200 {
+			t.Fatalf("me: %d", code)
+		}
+	}
+	for range 3 { // unknown tokens: one database read, then the negative cache
+		if code, _ := do("GET", "/api/v1/me", "bp_guessed0000000000000000000000", ""); code != 401 {
+			t.Fatalf("guessed token: %d", code)
+		}
+	}
+	if code, _ := do("DELETE", "/api/v1/sessions", token, ""); code != 204 {
+		t.Fatalf("logout: %d", code)
+	}
+	if code, _ := do("GET", "/api/v1/me", token, ""); code != 401 {
+		t.Fatalf("the token still works right after logout: %d", code)
+	}
+	st := a.Status(context.Background())
+	byName := map[string]CacheStatus{}
+	for _, c := range st.Caches {
+		byName[c.Name] = c
+	}
+	sessions, ok := byName["sessions"]
+	if !ok || byName["videos"].Name == "" || byName["profiles"].Name == "" {
+		t.Fatalf("caches on the status page: %+v", st.Caches)
+	}
+	// 5 + 1 authenticated reads, 3 guessed: 3 loads (token, guessed, token after logout).
+	if sessions.Loads != 3 || sessions.Hits < 6 {
+		t.Errorf("session cache: %+v, want 3 loads and at least 6 hits", sessions)
+	}
+	resp, err := http.Get(a.URLs().Admin + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), "sessions") || !strings.Contains(string(page), "hit ratio") {
+		t.Errorf("status page lacks the caches")
+	}
+}

@@ -14,7 +14,13 @@ func (a *App) startSocial(ctx context.Context) error {
 	cfg := a.cfg.Social
 	svc := social.New(a.db, a.ids, social.Config{
 		FanoutThreshold: cfg.FanoutThreshold, MaxCommentLength: cfg.MaxCommentLength, CommentInterval: cfg.CommentInterval,
+		VideoChanged: a.media.Invalidate,
 	}, a.logger.With("component", "social"), a.reg)
+	profiles, err := newTier(ctx, a, "profiles", svc.LoadProfile)
+	if err != nil {
+		return err
+	}
+	svc.CacheProfilesWith(profiles)
 	pages, err := web.NewPages()
 	if err != nil {
 		return err

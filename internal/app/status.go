@@ -15,14 +15,15 @@ import (
 // Status is the operator's view of one process: its roles, listeners, the
 // load balancer's backends, the edge cache and the queue.
 type Status struct {
-	Roles      []string    `json:"roles"`
-	URLs       URLs        `json:"urls"`
-	Ready      bool        `json:"ready"`
-	Failing    []string    `json:"failing,omitempty"`
-	Backends   []lb.Status `json:"lb_backends,omitempty"`
-	Edge       *edge.Stats `json:"edge,omitempty"`
-	QueueDepth *uint64     `json:"queue_depth,omitempty"`
-	Time       time.Time   `json:"time"`
+	Roles      []string      `json:"roles"`
+	URLs       URLs          `json:"urls"`
+	Ready      bool          `json:"ready"`
+	Failing    []string      `json:"failing,omitempty"`
+	Backends   []lb.Status   `json:"lb_backends,omitempty"`
+	Edge       *edge.Stats   `json:"edge,omitempty"`
+	QueueDepth *uint64       `json:"queue_depth,omitempty"`
+	Caches     []CacheStatus `json:"caches,omitempty"`
+	Time       time.Time     `json:"time"`
 }
 
 // Status reports the process's current state.
@@ -40,6 +41,7 @@ func (a *App) Status(ctx context.Context) Status {
 		st := a.edge.Stats()
 		s.Edge = &st
 	}
+	s.Caches = a.caches()
 	if a.q != nil {
 		if d, err := a.q.Depth(ctx); err == nil {
 			s.QueueDepth = &d
@@ -49,6 +51,7 @@ func (a *App) Status(ctx context.Context) Status {
 }
 
 var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
+	"pct": formatPct,
 	"ratio": func(a, b int64) string {
 		if a+b == 0 {
 			return "—"
@@ -70,6 +73,8 @@ var statusPage = template.Must(template.New("status").Funcs(template.FuncMap{
 {{range .Backends}}<tr><td>{{.URL}}</td><td>{{if .Healthy}}<span class="up">up</span>{{else}}<span class="down">down</span>{{end}}</td><td>{{.InFlight}}</td><td>{{.Picks}}</td><td>{{.LastError}}</td></tr>{{end}}</table>{{end}}
 {{with .Edge}}<h2>CDN edge</h2><table><tr><th>hit ratio</th><td>{{ratio .Hits .Misses}}</td></tr><tr><th>hits / misses / stale / revalidated / passes / errors</th><td>{{.Hits}} / {{.Misses}} / {{.Stale}} / {{.Revalidated}} / {{.Passes}} / {{.Errors}}</td></tr>
 <tr><th>origin fetches</th><td>{{.OriginFetches}}</td></tr><tr><th>memory tier</th><td>{{.MemoryObjects}} objects, {{.MemoryBytes}} bytes</td></tr><tr><th>disk tier</th><td>{{.Objects}} objects, {{.DiskBytes}} bytes</td></tr></table>{{end}}
+{{if .Caches}}<h2>Caches</h2><table><tr><th>cache</th><th>hit ratio</th><th>L1 hits / misses</th><th>L2 hits</th><th>loads</th><th>entries</th><th>invalidations received</th></tr>
+{{range .Caches}}<tr><td>{{.Name}}</td><td>{{pct .HitRatio}}</td><td>{{.Hits}} / {{.Misses}}</td><td>{{.L2Hits}}</td><td>{{.Loads}}</td><td>{{.Entries}}</td><td>{{.Invalidations}}</td></tr>{{end}}</table>{{end}}
 {{with .QueueDepth}}<h2>Queue</h2><p>{{.}} jobs waiting or in flight</p>{{end}}
 <p><a href="/status.json">JSON</a> · <a href="/metrics">metrics</a> · <a href="/readyz">readyz</a> · <a href="/debug/pprof/">pprof</a></p>`))
 

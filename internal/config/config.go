@@ -14,7 +14,7 @@ import (
 )
 
 // Roles that a process can run. "all" stands for every one of them.
-var knownRoles = []string{"gateway", "frontend", "edge", "origin", "broker", "worker"}
+var knownRoles = []string{"gateway", "frontend", "edge", "origin", "broker", "worker", "dns-root", "dns-tld", "dns-auth", "resolver"}
 
 var x264Presets = []string{"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"}
 
@@ -44,6 +44,7 @@ type Config struct {
 	Worker    Worker    `yaml:"worker"`
 	Account   Account   `yaml:"account"`
 	Lock      Lock      `yaml:"lock"`
+	Cache     Cache     `yaml:"cache"`
 	Social    Social    `yaml:"social"`
 	DNS       DNS       `yaml:"dns"`
 	Search    Search    `yaml:"search"`
@@ -181,6 +182,7 @@ func Default() Config {
 		},
 		Account:   Account{SessionTTL: 30 * 24 * time.Hour, MinPasswordLength: 8},
 		Lock:      Lock{TTL: 10 * time.Second},
+		Cache:     defaultCache(),
 		Social:    defaultSocial(),
 		DNS:       defaultDNS(),
 		Search:    defaultSearch(),
@@ -282,7 +284,7 @@ func (c *Config) Validate() error {
 	if c.Worker.FFmpegThreads < 0 {
 		return keyErr("worker.ffmpeg_threads", "must be 0 (ffmpeg decides) or more")
 	}
-	for _, v := range []interface{ validate() error }{c.Social, c.DNS, c.Search, c.Notify, c.Payment, c.Analytics, c.Dispatch} {
+	for _, v := range []interface{ validate() error }{c.Cache, c.Social, c.DNS, c.Search, c.Notify, c.Payment, c.Analytics, c.Dispatch} {
 		if err := v.validate(); err != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blueprint-media/blueprint/internal/cache/tier"
 	"github.com/blueprint-media/blueprint/internal/errs"
 	"github.com/blueprint-media/blueprint/internal/queue"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
@@ -67,6 +68,7 @@ type Video struct {
 	Renditions   []Rendition `json:"renditions,omitempty"`
 	CreatedAt    time.Time   `json:"created_at"`
 	ReadyAt      *time.Time  `json:"ready_at,omitempty"`
+	Views        int64       `json:"views"`
 	Likes        int64       `json:"likes"`
 	Comments     int64       `json:"comments"`
 	MasterKey    string      `json:"-"`
@@ -81,6 +83,74 @@ type Service struct {
 	baseURL string       // public base URL of objects on the edge, e.g. http://localhost:8081/media/
 	logger  *slog.Logger
 	now     func() time.Time
+	cache   *tier.Tier[Video] // nil: every Get reads the database
+	views   *tier.Counter     // nil: views are not counted
+}
+
+// CountViewsWith makes AddView count through c (a write-back counter
+// flushed with FlushViews).
+func (s *Service) CountViewsWith(c *tier.Counter) { s.views = c }
+
+// AddView counts a view of a ready item. It costs no database write: the
+// counter writes views back in batches.
+func (s *Service) AddView(ctx context.Context, id int64) {
+	if s.views != nil {
+		s.views.Add(ctx, strconv.FormatInt(id, 10), 1)
+	}
+}
+
+// FlushViews adds counted views to the items in one transaction: the
+// counter's Flush.
+func (s *Service) FlushViews(ctx context.Context, deltas map[string]int64) error {
+	return s.db.Tx(ctx, func(tx *sql.Tx) error {
+		for key, n := range deltas {
+			id, err := strconv.ParseInt(key, 10, 64)
+			if err != nil {
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE videos SET views = views + ? WHERE id = ?`, n, id); err != nil {
+				return fmt.Errorf("media: views: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// ViewsFlushed drops the cached copies of items whose views were written.
+func (s *Service) ViewsFlushed(ctx context.Context, keys []string) {
+	for _, k := range keys {
+		if id, err := strconv.ParseInt(k, 10, 64); err == nil {
+			s.Invalidate(ctx, id)
+		}
+	}
+}
+
+// CacheWith routes Get through t (cache-aside over L1 and L2, loaded with
+// Load); every change of an item invalidates it there, in every process.
+func (s *Service) CacheWith(t *tier.Tier[Video]) { s.cache = t }
+
+// Load reads an item from the database: the loader of the cache.
+func (s *Service) Load(ctx context.Context, key string) (Video, error) {
+	id, err := strconv.ParseInt(key, 10, 64)
+	if err != nil {
+		return Video{}, tier.ErrNotFound
+	}
+	v, err := s.get(ctx, id)
+	if errs.KindOf(err) == errs.NotFound {
+		return v, tier.ErrNotFound
+	}
+	return v, err
+}
+
+// Invalidate drops an item from the cache after a change made outside
+// this service (likes, comments).
+func (s *Service) Invalidate(ctx context.Context, id int64) {
+	if s.cache == nil {
+		return
+	}
+	if err := s.cache.Delete(ctx, strconv.FormatInt(id, 10)); err != nil {
+		s.logger.Warn("media: cache invalidation failed; the entry expires with its TTL", "video", id, "err", err)
+	}
 }
 
 // New returns a Service. mediaBaseURL is where the edge serves object keys.
@@ -127,6 +197,7 @@ func (s *Service) Create(ctx context.Context, it NewItem, also func(*sql.Tx) err
 	if err != nil {
 		return fmt.Errorf("media: create: %w", err)
 	}
+	s.Invalidate(ctx, it.ID) // a cached "not found"
 	if err := s.enqueue(ctx, it.ID); err != nil {
 		s.logger.Warn("media: publish failed; the reconciler will retry", "video", it.ID, "err", err)
 	}
@@ -175,7 +246,7 @@ func (s *Service) Reconcile(ctx context.Context) (int, error) {
 }
 
 const videoColumns = `v.id, v.user_id, u.username, v.kind, v.title, v.description, v.status, v.error, v.progress, v.duration, v.width, v.height,
-	v.master_key, v.thumbnail_key, v.source_key, v.variants, v.created_at, v.ready_at, v.likes, v.comments`
+	v.master_key, v.thumbnail_key, v.source_key, v.variants, v.created_at, v.ready_at, v.views, v.likes, v.comments`
 
 func (s *Service) scan(row interface{ Scan(...any) error }) (Video, error) {
 	var v Video
@@ -183,7 +254,7 @@ func (s *Service) scan(row interface{ Scan(...any) error }) (Video, error) {
 	var created int64
 	var ready sql.NullInt64
 	err := row.Scan(&v.ID, &v.UserID, &v.Username, &v.Kind, &v.Title, &v.Description, &v.Status, &v.Error, &v.Progress, &v.Duration,
-		&v.Width, &v.Height, &v.MasterKey, &v.ThumbKey, &v.SourceKey, &variants, &created, &ready, &v.Likes, &v.Comments)
+		&v.Width, &v.Height, &v.MasterKey, &v.ThumbKey, &v.SourceKey, &variants, &created, &ready, &v.Views, &v.Likes, &v.Comments)
 	if err != nil {
 		return v, err
 	}
@@ -216,6 +287,17 @@ func (s *Service) URL(key string) string { return s.baseURL + key }
 
 // Get returns one media item.
 func (s *Service) Get(ctx context.Context, id int64) (Video, error) {
+	if s.cache == nil {
+		return s.get(ctx, id)
+	}
+	v, err := s.cache.Get(ctx, strconv.FormatInt(id, 10))
+	if errors.Is(err, tier.ErrNotFound) {
+		return Video{}, errs.E(errs.NotFound, "no video with id %d", id)
+	}
+	return v, err
+}
+
+func (s *Service) get(ctx context.Context, id int64) (Video, error) {
 	row := s.db.R.QueryRowContext(ctx, `SELECT `+videoColumns+` FROM videos v JOIN users u ON u.id = v.user_id WHERE v.id = ?`, id)
 	v, err := s.scan(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -285,6 +367,7 @@ func (s *Service) List(ctx context.Context, o ListOptions) ([]Video, int64, erro
 func (s *Service) SetProgress(ctx context.Context, id int64, fraction float64) error {
 	_, err := s.db.W.ExecContext(ctx, `UPDATE videos SET progress = ?, updated_at = ? WHERE id = ? AND status = ?`,
 		min(max(fraction, 0), 1), s.now().Unix(), id, StatusProcessing)
+	s.Invalidate(ctx, id)
 	return err
 }
 
@@ -346,6 +429,7 @@ func (s *Service) transition(ctx context.Context, id int64, fence Fence, event, 
 		}
 		return nil
 	})
+	s.Invalidate(ctx, id)
 	if err != nil {
 		return false, fmt.Errorf("media: %s: %w", event, err)
 	}

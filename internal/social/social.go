@@ -38,6 +38,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/blueprint-media/blueprint/internal/cache/tier"
 	"github.com/blueprint-media/blueprint/internal/errs"
 	"github.com/blueprint-media/blueprint/internal/idgen"
 	"github.com/blueprint-media/blueprint/internal/outbox"
@@ -53,6 +54,9 @@ type Config struct {
 	MaxCommentLength int
 	// CommentInterval is the shortest time between two comments by one user.
 	CommentInterval time.Duration
+	// VideoChanged, when set, is called after a like or comment changed a
+	// video's counts (the media cache drops its copy).
+	VideoChanged func(ctx context.Context, video int64)
 }
 
 // IDs issues entity IDs (idgen.Generator does).
@@ -72,6 +76,42 @@ type Service struct {
 	lastComment map[int64]time.Time // per user, for CommentInterval
 
 	fanoutRows *prometheus.CounterVec
+	profiles   *tier.Tier[Stats] // follow counts by user ID; nil: not cached
+}
+
+// CacheProfilesWith caches users' follow counts in t (loaded with
+// LoadProfile); follows and unfollows invalidate them in every process.
+func (s *Service) CacheProfilesWith(t *tier.Tier[Stats]) { s.profiles = t }
+
+// LoadProfile reads a user's follow counts: the loader of the profile
+// cache (the key is the user ID).
+func (s *Service) LoadProfile(ctx context.Context, key string) (Stats, error) {
+	user, err := strconv.ParseInt(key, 10, 64)
+	if err != nil {
+		return Stats{}, tier.ErrNotFound
+	}
+	st, err := s.counts(ctx, user)
+	if errs.KindOf(err) == errs.NotFound {
+		return st, tier.ErrNotFound
+	}
+	return st, err
+}
+
+func (s *Service) changedProfiles(ctx context.Context, users ...int64) {
+	if s.profiles == nil {
+		return
+	}
+	for _, u := range users {
+		if err := s.profiles.Delete(ctx, idStr(u)); err != nil && s.logger != nil {
+			s.logger.Warn("social: profile cache invalidation failed; the entry expires with its TTL", "user", u, "err", err)
+		}
+	}
+}
+
+func (s *Service) changedVideo(ctx context.Context, video int64) {
+	if s.cfg.VideoChanged != nil {
+		s.cfg.VideoChanged(ctx, video)
+	}
 }
 
 // New returns the service. ids may be nil for processes that only run the
@@ -152,6 +192,7 @@ func (s *Service) Follow(ctx context.Context, follower, followee int64) error {
 		}
 		return outbox.Insert(ctx, tx, "user.followed", followee, map[string]string{"follower_id": idStr(follower), "followee_id": idStr(followee)})
 	})
+	s.changedProfiles(ctx, follower, followee)
 	if err != nil {
 		return fmt.Errorf("social: follow: %w", err)
 	}
@@ -180,6 +221,7 @@ func (s *Service) Unfollow(ctx context.Context, follower, followee int64) error 
 		}
 		return outbox.Insert(ctx, tx, "user.unfollowed", followee, map[string]string{"follower_id": idStr(follower), "followee_id": idStr(followee)})
 	})
+	s.changedProfiles(ctx, follower, followee)
 	if err != nil {
 		return fmt.Errorf("social: unfollow: %w", err)
 	}
@@ -187,8 +229,34 @@ func (s *Service) Unfollow(ctx context.Context, follower, followee int64) error 
 }
 
 // Stats returns user's follow counts as viewer sees them (viewer 0 =
-// anonymous).
+// anonymous). The counts come from the profile cache when there is one.
 func (s *Service) Stats(ctx context.Context, user, viewer int64) (Stats, error) {
+	var st Stats
+	var err error
+	if s.profiles != nil {
+		st, err = s.profiles.Get(ctx, idStr(user))
+		if errors.Is(err, tier.ErrNotFound) {
+			err = errs.E(errs.NotFound, "no user with id %d", user)
+		}
+	} else {
+		st, err = s.counts(ctx, user)
+	}
+	if err != nil {
+		return Stats{UserID: user}, err
+	}
+	if viewer != 0 {
+		var one int
+		err := s.db.R.QueryRowContext(ctx, `SELECT 1 FROM follows WHERE follower_id = ? AND followee_id = ?`, viewer, user).Scan(&one)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return st, fmt.Errorf("social: stats: %w", err)
+		}
+		st.Followed = err == nil
+	}
+	return st, nil
+}
+
+// counts reads user's follow counts from the database.
+func (s *Service) counts(ctx context.Context, user int64) (Stats, error) {
 	st := Stats{UserID: user}
 	var exists int
 	if err := s.db.R.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = ?`, user).Scan(&exists); err != nil {
@@ -201,13 +269,6 @@ func (s *Service) Stats(ctx context.Context, user, viewer int64) (Stats, error) 
 		Scan(&st.Followers, &st.Following, &st.ReadMerge)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return st, fmt.Errorf("social: stats: %w", err)
-	}
-	if viewer != 0 {
-		err := s.db.R.QueryRowContext(ctx, `SELECT 1 FROM follows WHERE follower_id = ? AND followee_id = ?`, viewer, user).Scan(&exists)
-		if err != nil && !errors.Is(err, sql.ErrNoRows) {
-			return st, fmt.Errorf("social: stats: %w", err)
-		}
-		st.Followed = err == nil
 	}
 	return st, nil
 }
@@ -364,6 +425,7 @@ func (s *Service) setLike(ctx context.Context, user, video int64, like bool) (in
 	if err != nil {
 		return 0, fmt.Errorf("social: like: %w", err)
 	}
+	s.changedVideo(ctx, video)
 	return count, nil
 }
 
@@ -445,14 +507,16 @@ func (s *Service) AddComment(ctx context.Context, user, video int64, body string
 	if err != nil {
 		return Comment{}, fmt.Errorf("social: comment: %w", err)
 	}
+	s.changedVideo(ctx, video)
 	return c, nil
 }
 
 // DeleteComment deletes a comment; only its author or the video's owner
 // may.
 func (s *Service) DeleteComment(ctx context.Context, user, id int64) error {
+	var video int64
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
-		var author, video, owner int64
+		var author, owner int64
 		err := tx.QueryRowContext(ctx, `SELECT c.user_id, c.video_id, v.user_id FROM comments c JOIN videos v ON v.id = c.video_id WHERE c.id = ?`, id).
 			Scan(&author, &video, &owner)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -473,6 +537,7 @@ func (s *Service) DeleteComment(ctx context.Context, user, id int64) error {
 	if err != nil {
 		return fmt.Errorf("social: delete comment: %w", err)
 	}
+	s.changedVideo(ctx, video)
 	return nil
 }
 
