@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,17 +19,56 @@ type Redis struct {
 	Addr string
 	t    testing.TB
 	dir  string
+	args []string
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
 // StartRedis starts a redis-server, stopped when the test ends.
-func StartRedis(t testing.TB) *Redis {
+func StartRedis(t testing.TB, args ...string) *Redis {
 	t.Helper()
-	r := &Redis{Addr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), t: t, dir: t.TempDir()}
+	r := &Redis{Addr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), t: t, dir: t.TempDir(), args: args}
 	r.Start()
 	t.Cleanup(r.Stop)
 	return r
+}
+
+// StartRedisCluster starts n redis-servers in cluster mode (masters only)
+// and joins them with redis-cli --cluster create; it returns their
+// addresses once the cluster state is ok.
+func StartRedisCluster(t testing.TB, n int) []string {
+	t.Helper()
+	var addrs []string
+	for range n {
+		r := StartRedis(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000")
+		addrs = append(addrs, r.Addr)
+	}
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		t.Fatal("redis-cli is not installed: apt-get install redis-tools")
+	}
+	out, err := exec.Command(cli, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok := true
+		for _, a := range addrs {
+			host, port, _ := net.SplitHostPort(a)
+			info, _ := exec.Command(cli, "-h", host, "-p", port, "cluster", "info").Output()
+			if !strings.Contains(string(info), "cluster_state:ok") {
+				ok = false
+			}
+		}
+		if ok {
+			return addrs
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("redis cluster not ok after 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // Start starts the server (again) and waits until it accepts connections.
@@ -46,6 +86,7 @@ func (r *Redis) Start() {
 	}
 	r.cmd = exec.Command(bin, "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
 		"--dir", r.dir, "--protected-mode", "no")
+	r.cmd.Args = append(r.cmd.Args, r.args...)
 	r.cmd.Stdout, r.cmd.Stderr = logf, logf
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
