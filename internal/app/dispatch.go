@@ -7,6 +7,7 @@ import (
 
 	"github.com/blueprint-media/blueprint/internal/dispatch"
 	"github.com/blueprint-media/blueprint/internal/errs"
+	"github.com/blueprint-media/blueprint/internal/notify"
 	"github.com/blueprint-media/blueprint/internal/outbox"
 )
 
@@ -19,8 +20,7 @@ func (a *App) routes() []dispatch.Route {
 	md := c.Dispatch.MaxDeliver
 	var rs []dispatch.Route
 	if c.Notify.Enabled {
-		rs = append(rs, dispatch.Route{Name: "notify", Lane: dispatch.P0, Capacity: 16, MaxDeliver: md,
-			Kinds: []string{"video.ready", "video.failed", "comment.created", "user.followed"}})
+		rs = append(rs, dispatch.Route{Name: notify.ConsumerName, Lane: dispatch.P0, Capacity: 16, MaxDeliver: md, Kinds: notify.EventKinds()})
 	}
 	rs = append(rs, dispatch.Route{Name: "feed", Lane: dispatch.P1, MaxDeliver: md, Kinds: []string{"video.ready"}})
 	if c.Search.Enabled {

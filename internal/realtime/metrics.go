@@ -1,0 +1,53 @@
+package realtime
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the real-time counters of one process, shared by its hubs,
+// registry and router.
+type Metrics struct {
+	connections *prometheus.GaugeVec   // instance
+	delivered   *prometheus.CounterVec // instance
+	dropped     *prometheus.CounterVec // instance, reason
+	refused     *prometheus.CounterVec // instance, reason
+	routed      prometheus.Counter
+	unrouted    prometheus.Counter
+	entries     prometheus.Gauge
+}
+
+// NewMetrics returns the metrics, registered on reg (which may be nil).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "blueprint", Subsystem: "realtime", Name: "connections",
+			Help: "Live (server-sent events) connections held, by frontend instance.",
+		}, []string{"instance"}),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "blueprint", Subsystem: "realtime", Name: "delivered_messages_total",
+			Help: "Messages written to live connections, by frontend instance.",
+		}, []string{"instance"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "blueprint", Subsystem: "realtime", Name: "dropped_messages_total",
+			Help: "Messages an instance received but did not write: no_connection (the user left meanwhile) or slow_client (its queue was full; the connection is closed).",
+		}, []string{"instance", "reason"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "blueprint", Subsystem: "realtime", Name: "refused_connections_total",
+			Help: "Live connections refused, by frontend instance and limit (user_limit, total_limit).",
+		}, []string{"instance", "reason"}),
+		routed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "blueprint", Subsystem: "realtime", Name: "routed_messages_total",
+			Help: "Messages the router published to a frontend instance holding the user.",
+		}),
+		unrouted: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "blueprint", Subsystem: "realtime", Name: "unrouted_messages_total",
+			Help: "Messages for users with no live connection anywhere (nothing was published).",
+		}),
+		entries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "blueprint", Subsystem: "realtime", Name: "registry_entries",
+			Help: "User-to-instance entries in this process's connection registry.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connections, m.delivered, m.dropped, m.refused, m.routed, m.unrouted, m.entries)
+	}
+	return m
+}

@@ -1,0 +1,181 @@
+package pgrepl
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/blueprint-media/blueprint/internal/testenv"
+)
+
+func TestParseLSN(t *testing.T) {
+	for s, want := range map[string]LSN{"0/0": 0, "0/16B3748": 0x16B3748, "1/0": 1 << 32, "FFFFFFFF/FFFFFFFF": 1<<64 - 1} {
+		got, err := ParseLSN(s)
+		if err != nil || got != want || got.String() != s {
+			t.Errorf("ParseLSN(%q) = %v (%s), %v; want %v", s, got, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "1", "G/0"} {
+		if _, err := ParseLSN(bad); err == nil {
+			t.Errorf("ParseLSN(%q) accepted", bad)
+		}
+	}
+}
+
+// TestReadYourWritesWithLaggingReplica: one replica stops replaying WAL
+// (injected lag), the other keeps up. Thousands of write → read pairs
+// read their own write every time, while replicas still serve most reads;
+// then a replica dies and is routed around.
+func TestReadYourWritesWithLaggingReplica(t *testing.T) {
+	c := testenv.StartPGCluster(t, 2)
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	r, err := Open(ctx, Config{Nodes: []string{c.Primary.URL, c.Replicas[0].URL, c.Replicas[1].URL}, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Primary().Exec(`CREATE TABLE items (id BIGINT PRIMARY KEY, v TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	// Injected lag: replica 1 stops replaying.
+	lagging, err := sql.Open("pgx", c.Replicas[0].URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lagging.Close()
+	waitReplicas(t, r)
+	if _, err := lagging.Exec(`SELECT pg_wal_replay_pause()`); err != nil {
+		t.Fatal(err)
+	}
+
+	stale := 0
+	const pairs = 2000
+	for i := range pairs {
+		lsn, err := r.Write(ctx, func(tx *sql.Tx) error {
+			_, err := tx.Exec(`INSERT INTO items(id, v) VALUES ($1, 'x')`, i)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := r.Reader(ctx, lsn).QueryRow(`SELECT COUNT(*) FROM items WHERE id = $1`, i).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != 1 {
+			stale++
+		}
+	}
+	replica := testutil.ToFloat64(r.reads.WithLabelValues("replica"))
+	behind := testutil.ToFloat64(r.reads.WithLabelValues("primary_replicas_behind"))
+	t.Logf("%d write→read pairs: %d stale; %.0f read on a replica, %.0f on the primary because replicas were behind; max lag %d bytes",
+		pairs, stale, replica, behind, r.MaxLag())
+	if stale != 0 {
+		t.Fatalf("%d stale reads of the caller's own write", stale)
+	}
+	if replica == 0 {
+		t.Error("no read went to a replica: the healthy one should serve")
+	}
+	if r.MaxLag() <= 0 {
+		t.Error("the paused replica shows no lag")
+	}
+	for _, st := range r.Status() {
+		if st.Node == 1 && st.LagBytes <= 0 {
+			t.Errorf("status of the paused replica: %+v", st)
+		}
+	}
+
+	// Reads without an LSN may go to a lagging replica; that is their
+	// contract (no own write to see).
+	if db := r.Reader(ctx, 0); db == nil {
+		t.Fatal("no reader")
+	}
+
+	// The healthy replica dies: it is routed around, reads still work.
+	lagging.Exec(`SELECT pg_wal_replay_resume()`)
+	c.Stop(t, c.Replicas[1])
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Status()[2].Role != "down" {
+		if time.Now().After(deadline) {
+			t.Fatal("the stopped replica is not marked down")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := range 100 {
+		lsn, err := r.Write(ctx, func(tx *sql.Tx) error {
+			_, err := tx.Exec(`INSERT INTO items(id, v) VALUES ($1, 'y')`, pairs+i)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := r.Reader(ctx, lsn).QueryRow(`SELECT COUNT(*) FROM items WHERE id = $1`, pairs+i).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("read after a replica died: %d, %v", n, err)
+		}
+	}
+}
+
+// TestFollowsPromotedReplica: the primary dies, an operator promotes a
+// replica (pg_ctl promote, as Patroni would), and writes follow it.
+func TestFollowsPromotedReplica(t *testing.T) {
+	c := testenv.StartPGCluster(t, 1)
+	ctx := context.Background()
+	r, err := Open(ctx, Config{Nodes: []string{c.Primary.URL, c.Replicas[0].URL}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.Exec(`CREATE TABLE t (id INT PRIMARY KEY)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitReplicas(t, r)
+	c.Stop(t, c.Primary)
+	c.Promote(t, c.Replicas[0])
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := r.Write(ctx, func(tx *sql.Tx) error {
+			_, err := tx.Exec(`INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING`)
+			return err
+		})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writes never reached the promoted replica: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := r.Status(); st[1].Role != "primary" || st[0].Role != "down" {
+		t.Errorf("status after failover: %+v", st)
+	}
+}
+
+// waitReplicas waits until every replica is healthy and caught up.
+func waitReplicas(t *testing.T, r *Router) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ok := true
+		for _, st := range r.Status() {
+			if st.Role == "down" || st.Role == "replica" && st.LagBytes != 0 {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replicas not streaming: %+v", r.Status())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
