@@ -30,6 +30,7 @@ import (
 	"github.com/blueprint-media/blueprint/internal/blob"
 	"github.com/blueprint-media/blueprint/internal/cache/redisl2"
 	"github.com/blueprint-media/blueprint/internal/cache/tier"
+	"github.com/blueprint-media/blueprint/internal/coldstore"
 	"github.com/blueprint-media/blueprint/internal/config"
 	"github.com/blueprint-media/blueprint/internal/dispatch"
 	"github.com/blueprint-media/blueprint/internal/edge"
@@ -428,6 +429,10 @@ func (a *App) start(ctx context.Context) error {
 		// the "singleton/maintenance" lock (leader election); another
 		// process takes over when it stops or its lease expires.
 		relay := outbox.NewRelay(a.db, a.q, a.logger.With("component", "outbox"), a.reg)
+		var mover *coldstore.Mover // idle media to cold storage
+		if idle := cfg.ColdStore.IdleAfter; idle > 0 {
+			mover = coldstore.New(a.db, a.blobs, coldstore.Config{IdleAfter: idle}, a.logger.With("component", "coldstore"), a.reg)
+		}
 		elector := &lock.Elector{Locker: a.locker, Name: "singleton/maintenance"}
 		a.bg.Go(func() {
 			elector.Run(bgCtx, func(ctx context.Context, lease *lock.Lease) {
@@ -449,6 +454,14 @@ func (a *App) start(ctx context.Context) error {
 				// The outbox relay publishes the events services write in
 				// their transactions.
 				jobs.Go(func() { relay.Run(ctx) })
+				if mover != nil {
+					jobs.Go(func() {
+						every(ctx, a.logger, "coldstore", a.cfg.ColdStore.Interval, func(ctx context.Context) error {
+							_, err := mover.RunOnce(ctx)
+							return err
+						})
+					})
+				}
 				jobs.Go(func() {
 					every(ctx, a.logger, "upload-sweep", 10*time.Minute, func(ctx context.Context) error {
 						if _, err := accounts.DeleteExpiredSessions(ctx); err != nil {

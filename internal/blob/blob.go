@@ -24,6 +24,20 @@ var (
 	ErrBadKey   = errors.New("blob: bad key")
 )
 
+// ColdPrefix is the key prefix of objects moved to cold storage
+// (internal/coldstore): a cheaper bucket or storage class in an S3
+// deployment. Readers that find a key missing try ColdPrefix+key.
+const ColdPrefix = "cold/"
+
+// OpenHotOrCold opens key, or ColdPrefix+key when key is missing.
+func OpenHotOrCold(ctx context.Context, s Store, key string) (Object, error) {
+	o, err := s.Open(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return s.Open(ctx, ColdPrefix+key)
+	}
+	return o, err
+}
+
 // Info describes a stored object.
 type Info struct {
 	Key     string

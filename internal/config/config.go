@@ -45,6 +45,7 @@ type Config struct {
 	Account   Account   `yaml:"account"`
 	Lock      Lock      `yaml:"lock"`
 	Cache     Cache     `yaml:"cache"`
+	ColdStore ColdStore `yaml:"coldstore"`
 	Social    Social    `yaml:"social"`
 	DNS       DNS       `yaml:"dns"`
 	Search    Search    `yaml:"search"`
@@ -183,6 +184,7 @@ func Default() Config {
 		Account:   Account{SessionTTL: 30 * 24 * time.Hour, MinPasswordLength: 8},
 		Lock:      Lock{TTL: 10 * time.Second},
 		Cache:     defaultCache(),
+		ColdStore: defaultColdStore(),
 		Social:    defaultSocial(),
 		DNS:       defaultDNS(),
 		Search:    defaultSearch(),
@@ -284,7 +286,7 @@ func (c *Config) Validate() error {
 	if c.Worker.FFmpegThreads < 0 {
 		return keyErr("worker.ffmpeg_threads", "must be 0 (ffmpeg decides) or more")
 	}
-	for _, v := range []interface{ validate() error }{c.Cache, c.Social, c.DNS, c.Search, c.Notify, c.Payment, c.Analytics, c.Dispatch} {
+	for _, v := range []interface{ validate() error }{c.Cache, c.ColdStore, c.Social, c.DNS, c.Search, c.Notify, c.Payment, c.Analytics, c.Dispatch} {
 		if err := v.validate(); err != nil {
 			return err
 		}

@@ -108,7 +108,7 @@ func (s *Service) FlushViews(ctx context.Context, deltas map[string]int64) error
 			if err != nil {
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE videos SET views = views + ? WHERE id = ?`, n, id); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE videos SET views = views + ?, last_viewed_at = ? WHERE id = ?`, n, s.now().Unix(), id); err != nil {
 				return fmt.Errorf("media: views: %w", err)
 			}
 		}

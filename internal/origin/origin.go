@@ -27,7 +27,7 @@ func Handler(store blob.Store) http.Handler {
 			http.Error(w, "not found", http.StatusNotFound)
 			return
 		}
-		o, err := store.Open(r.Context(), key)
+		o, err := blob.OpenHotOrCold(r.Context(), store, key) // idle media live under the cold prefix
 		if errors.Is(err, blob.ErrNotFound) {
 			w.Header().Set("Cache-Control", "public, max-age=5")
 			http.Error(w, "not found", http.StatusNotFound)
