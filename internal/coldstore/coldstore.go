@@ -208,4 +208,3 @@ func (m *Mover) digest(ctx context.Context, key string) ([32]byte, int64, error)
 	copy(sum[:], h.Sum(nil))
 	return sum, n, nil
 }
-
