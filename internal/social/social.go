@@ -173,13 +173,14 @@ func (s *Service) Follow(ctx context.Context, follower, followee int64) error {
 			return nil // already following
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO user_stats(user_id, following) VALUES (?, 1)
-			ON CONFLICT(user_id) DO UPDATE SET following = following + 1`, follower); err != nil {
+			ON CONFLICT(user_id) DO UPDATE SET following = user_stats.following + 1`, follower); err != nil {
 			return err
 		}
 		var followers int64
 		var readMerge bool
-		if err := tx.QueryRowContext(ctx, `INSERT INTO user_stats(user_id, followers, read_merge) VALUES (?1, 1, ?2 <= 1)
-			ON CONFLICT(user_id) DO UPDATE SET followers = followers + 1, read_merge = read_merge OR followers + 1 >= ?2
+		if err := tx.QueryRowContext(ctx, `INSERT INTO user_stats(user_id, followers, read_merge) VALUES (?1, 1, CASE WHEN ?2 <= 1 THEN 1 ELSE 0 END)
+			ON CONFLICT(user_id) DO UPDATE SET followers = user_stats.followers + 1,
+				read_merge = CASE WHEN user_stats.read_merge = 1 OR user_stats.followers + 1 >= ?2 THEN 1 ELSE 0 END
 			RETURNING followers, read_merge`, followee, s.cfg.FanoutThreshold).Scan(&followers, &readMerge); err != nil {
 			return err
 		}
@@ -359,7 +360,7 @@ func (s *Service) Feed(ctx context.Context, user, before int64, limit int) ([]in
 			JOIN user_stats st ON st.user_id = fo.followee_id AND st.read_merge = 1
 			JOIN videos v ON v.user_id = fo.followee_id AND v.status = 'ready' AND v.id < ?2
 			WHERE fo.follower_id = ?1
-		) ORDER BY video_id DESC LIMIT ?3`, user, before, limit)
+		) AS feed ORDER BY video_id DESC LIMIT ?3`, user, before, limit)
 	if err != nil {
 		return nil, fmt.Errorf("social: feed: %w", err)
 	}

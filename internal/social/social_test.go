@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	"github.com/blueprint-media/blueprint/internal/idgen/idgentest"
 	"github.com/blueprint-media/blueprint/internal/outbox"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
+	"github.com/blueprint-media/blueprint/internal/testenv"
 )
 
 type world struct {
@@ -27,11 +27,7 @@ type world struct {
 
 func newWorld(t *testing.T, threshold int) *world {
 	t.Helper()
-	db, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "db.sqlite"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := testenv.Store(t)
 	s := New(db, idgentest.New(t), Config{FanoutThreshold: threshold, MaxCommentLength: 20, CommentInterval: 0}, nil, nil)
 	return &world{t: t, db: db, s: s, nextID: 1000}
 }

@@ -27,17 +27,28 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations/*.sql migrations/postgres/*.sql
 var migrations embed.FS
+
+// MigrationFiles returns the embedded migrations (migrations/*.sql for
+// SQLite, migrations/postgres/*.sql for PostgreSQL).
+func MigrationFiles() fs.FS { return migrations }
+
+// Dialects.
+const (
+	SQLite   = "sqlite"
+	Postgres = "postgres"
+)
 
 // ErrNotFound is returned (wrapped) when a row does not exist.
 var ErrNotFound = errors.New("sqlstore: not found")
 
 // DB is an open store: W for writes (one connection), R for reads.
 type DB struct {
-	W    *sql.DB
-	R    *sql.DB
-	path string
+	W       *sql.DB
+	R       *sql.DB
+	Dialect string // SQLite or Postgres
+	path    string
 }
 
 // Open opens (creating if needed) the SQLite database at path and applies
@@ -65,7 +76,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, fmt.Errorf("sqlstore: open %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(8)
-	db := &DB{W: w, R: r, path: path}
+	db := &DB{W: w, R: r, Dialect: SQLite, path: path}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -73,8 +84,33 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	return db, nil
 }
 
+// OpenPostgres opens the store on the PostgreSQL server at url and applies
+// pending migrations (migrations/postgres). The services' SQL — written in
+// SQLite's dialect — is rewritten per query (see Rewrite).
+func OpenPostgres(ctx context.Context, url string) (*DB, error) {
+	pool, err := openPostgres(url)
+	if err != nil {
+		return nil, err
+	}
+	pool.SetMaxOpenConns(32)
+	pool.SetMaxIdleConns(8)
+	db := &DB{W: pool, R: pool, Dialect: Postgres}
+	if err := pool.PingContext(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("sqlstore: connect to PostgreSQL: %w", err)
+	}
+	if err := db.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
 // Close closes both pools.
 func (db *DB) Close() error {
+	if db.R == db.W {
+		return db.W.Close()
+	}
 	return errors.Join(db.W.Close(), db.R.Close())
 }
 
@@ -114,7 +150,11 @@ func (db *DB) migrate(ctx context.Context) error {
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL DEFAULT (unixepoch()))`); err != nil {
 		return fmt.Errorf("sqlstore: migrations table: %w", err)
 	}
-	files, err := fs.Glob(migrations, "migrations/*.sql")
+	dir := "migrations"
+	if db.Dialect == Postgres {
+		dir = "migrations/postgres"
+	}
+	files, err := fs.Glob(migrations, dir+"/*.sql")
 	if err != nil {
 		return err
 	}
@@ -131,6 +171,11 @@ func (db *DB) migrate(ctx context.Context) error {
 			return err
 		}
 		err = db.Tx(ctx, func(tx *sql.Tx) error {
+			if db.Dialect == Postgres { // processes starting together migrate one at a time
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7265626)`); err != nil {
+					return err
+				}
+			}
 			var n int
 			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
 				return err

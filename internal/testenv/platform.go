@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -12,9 +13,19 @@ import (
 )
 
 // Store opens a migrated SQLite store in the test's temporary directory,
-// closed when the test ends.
+// closed when the test ends. With BLUEPRINT_TEST_DB=postgres it opens the
+// store on a throwaway PostgreSQL server instead (StartPostgres): the same
+// tests then run against the second engine.
 func Store(t testing.TB) *sqlstore.DB {
 	t.Helper()
+	if os.Getenv("BLUEPRINT_TEST_DB") == sqlstore.Postgres {
+		db, err := sqlstore.OpenPostgres(context.Background(), StartPostgres(t, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	}
 	db, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "bp.db"))
 	if err != nil {
 		t.Fatal(err)
