@@ -23,7 +23,7 @@ func KnownRoles() []string { return slices.Clone(knownRoles) }
 
 // Config is the whole configuration of one Blueprint process.
 type Config struct {
-	Roles     []string `yaml:"roles" help:"roles this process runs: all, or a comma list of gateway,frontend,edge,origin,broker,worker"`
+	Roles     []string `yaml:"roles" help:"roles this process runs: all, or a comma list of gateway,frontend,edge,origin,broker,worker,dns-root,dns-tld,dns-auth,resolver"`
 	HTTPAddr  string   `yaml:"http_addr" help:"public listener of the API gateway"`
 	AdminAddr string   `yaml:"admin_addr" help:"admin listener: /metrics, /healthz, /readyz, /debug/pprof"`
 	DataDir   string   `yaml:"data_dir" help:"directory for the database, objects, uploads and caches"`
