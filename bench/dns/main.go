@@ -53,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		rounds   = fs.Int("rounds", 3, "rounds (servers interleaved); the median is reported")
 		rate     = fs.Int("rate", 0, "offered queries per second (0: closed loop, as fast as answered)")
 		tcp      = fs.Bool("tcp", false, "query over TCP")
+		ecs      = fs.Bool("ecs", false, "send an EDNS Client Subnet option (203.0.113.0/24) with every query (dnsperf only)")
 		gen      = fs.String("gen", "auto", "load generator: dnsperf, go, or auto (dnsperf when installed)")
 		keep     = fs.String("dir", "", "working directory to keep (default: a temp dir, removed)")
 		profile  = fs.String("cpuprofile", "", "internal: with -serve, write a CPU profile of the server here")
@@ -140,7 +141,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				return 1
 			}
 			ready := time.Since(loadStart)
-			res, err := measure(ctx, p, queries, *warmup, *duration, *rate, *tcp, useDnsperf)
+			res, err := measure(ctx, p, queries, *warmup, *duration, *rate, *tcp, *ecs, useDnsperf)
 			res.ready = ready
 			res.rss = p.rssKiB()
 			p.stop()
@@ -173,10 +174,10 @@ type result struct {
 
 // measure warms the server up, then runs the generator for d and reads the
 // server's CPU time around it.
-func measure(ctx context.Context, p *proc, queries string, warm, d time.Duration, rate int, tcp, useDnsperf bool) (result, error) {
+func measure(ctx context.Context, p *proc, queries string, warm, d time.Duration, rate int, tcp, ecs, useDnsperf bool) (result, error) {
 	gen := func(d time.Duration) (result, error) {
 		if useDnsperf {
-			return runDnsperf(ctx, p.addr, queries, d, rate, tcp)
+			return runDnsperf(ctx, p.addr, queries, d, rate, tcp, ecs)
 		}
 		return runGo(ctx, p.addr, queries, d, rate, tcp)
 	}
@@ -215,11 +216,14 @@ var (
 	reRcodes    = regexp.MustCompile(`Response codes:\s+(.*)`)
 )
 
-func runDnsperf(ctx context.Context, addr, queries string, d time.Duration, rate int, tcp bool) (result, error) {
+func runDnsperf(ctx context.Context, addr, queries string, d time.Duration, rate int, tcp, ecs bool) (result, error) {
 	host, port, _ := net.SplitHostPort(addr)
 	args := []string{"dnsperf", "-s", host, "-p", port, "-d", queries, "-l", strconv.Itoa(int(d.Seconds())), "-c", "8", "-q", "200", "-T", "1", "-t", "2"}
 	if rate > 0 {
 		args = append(args, "-Q", strconv.Itoa(rate))
+	}
+	if ecs { // option 8: family 1, source /24, scope 0, 203.0.113
+		args = append(args, "-E", "8:00011800cb0071")
 	}
 	if tcp {
 		args = append(args, "-m", "tcp")
