@@ -7,7 +7,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -16,29 +15,12 @@ import (
 
 	"github.com/blueprint-media/blueprint/internal/queue"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
+	"github.com/blueprint-media/blueprint/internal/testenv"
 )
 
 func setup(t *testing.T) (*sqlstore.DB, *queue.Queue, *slog.Logger) {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	db, err := sqlstore.Open(ctx, filepath.Join(dir, "bp.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	b := queue.NewBroker(queue.BrokerConfig{StoreDir: filepath.Join(dir, "broker")}, logger)
-	if err := b.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Stop(ctx) })
-	q, err := queue.Connect(ctx, "", b, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(q.Close)
-	return db, q, logger
+	return testenv.Store(t), testenv.Queue(t), slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
 // TestCrashesBetweenPublishAndMark: the relay "dies" after publishing many
