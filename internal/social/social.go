@@ -317,10 +317,16 @@ func (s *Service) FanOut(ctx context.Context, tx *sql.Tx, e outbox.Event) error 
 	if err != nil {
 		return err
 	}
+	// An upsert rather than a SELECT: on PostgreSQL it locks the creator's
+	// stats row, which a concurrent Follow of this creator also writes, so
+	// the fan-out waits for that follow to commit and then sees it (its
+	// back-fill could not see this video if it ran first). SQLite
+	// serialises writers anyway.
 	var followers int64
 	var readMerge bool
-	err = tx.QueryRowContext(ctx, `SELECT followers, read_merge FROM user_stats WHERE user_id = ?`, creator).Scan(&followers, &readMerge)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+	err = tx.QueryRowContext(ctx, `INSERT INTO user_stats(user_id) VALUES (?) ON CONFLICT(user_id) DO UPDATE SET read_merge = user_stats.read_merge
+		RETURNING followers, read_merge`, creator).Scan(&followers, &readMerge)
+	if err != nil {
 		return err
 	}
 	if readMerge || followers >= int64(s.cfg.FanoutThreshold) {
