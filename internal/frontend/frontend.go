@@ -422,9 +422,6 @@ func (s *Server) watchPage(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusServiceUnavailable, "Unavailable", "Try again in a moment.")
 		return
 	}
-	if v.Status == media.StatusReady {
-		s.d.Media.AddView(r.Context(), v.ID)
-	}
 	var largest *media.Rendition
 	for i := range v.Renditions {
 		if largest == nil || v.Renditions[i].Width > largest.Width {

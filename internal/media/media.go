@@ -91,11 +91,12 @@ type Service struct {
 // flushed with FlushViews).
 func (s *Service) CountViewsWith(c *tier.Counter) { s.views = c }
 
-// AddView counts a view of a ready item. It costs no database write: the
-// counter writes views back in batches.
-func (s *Service) AddView(ctx context.Context, id int64) {
+// AddViews counts n views of an item. It costs no database write: the
+// counter writes views back in batches. The analytics service calls it
+// with the views it counted (one per viewing session).
+func (s *Service) AddViews(ctx context.Context, id, n int64) {
 	if s.views != nil {
-		s.views.Add(ctx, strconv.FormatInt(id, 10), 1)
+		s.views.Add(ctx, strconv.FormatInt(id, 10), n)
 	}
 }
 
