@@ -9,25 +9,22 @@ import (
 	"github.com/blueprint-media/blueprint/internal/errs"
 	"github.com/blueprint-media/blueprint/internal/notify"
 	"github.com/blueprint-media/blueprint/internal/outbox"
+	"github.com/blueprint-media/blueprint/internal/search"
 )
 
 // routes is the dispatcher's route table: which service gets which events
-// on which priority lane. It is the same in every process (built from the
-// configuration, not from the roles a process runs), so any process's pump
-// copies every event to every enabled service.
+// on which priority lane. It is the same in every process — it does not
+// depend on the roles a process runs or on which services it enables —
+// because any process's pump copies every event to every route. A route
+// whose service runs nowhere keeps its copies in the DISPATCH stream until
+// they expire (dispatch.RetainCopies).
 func (a *App) routes() []dispatch.Route {
-	c := a.cfg
-	md := c.Dispatch.MaxDeliver
-	var rs []dispatch.Route
-	if c.Notify.Enabled {
-		rs = append(rs, dispatch.Route{Name: notify.ConsumerName, Lane: dispatch.P0, Capacity: 16, MaxDeliver: md, Kinds: notify.EventKinds()})
+	md := a.cfg.Dispatch.MaxDeliver
+	return []dispatch.Route{
+		{Name: notify.ConsumerName, Lane: dispatch.P0, Capacity: 16, MaxDeliver: md, Kinds: notify.EventKinds()},
+		{Name: "feed", Lane: dispatch.P1, MaxDeliver: md, Kinds: []string{"video.ready"}},
+		{Name: search.Consumer, Lane: dispatch.P1, MaxDeliver: md, Kinds: search.EventKinds},
 	}
-	rs = append(rs, dispatch.Route{Name: "feed", Lane: dispatch.P1, MaxDeliver: md, Kinds: []string{"video.ready"}})
-	if c.Search.Enabled {
-		rs = append(rs, dispatch.Route{Name: "search", Lane: dispatch.P1, MaxDeliver: md,
-			Kinds: []string{"user.created", "video.ready", "video.failed", "video.liked"}})
-	}
-	return rs
 }
 
 // newDispatcher builds the dispatcher; services register their handlers

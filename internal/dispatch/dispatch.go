@@ -72,6 +72,10 @@ const (
 	hdrTries   = "Blueprint-Deliveries"
 	hdrFailed  = "Blueprint-Failed-At"
 	dedupeSpan = 10 * time.Minute
+	// RetainCopies bounds how long an event copy waits for its route: a
+	// route whose service runs in no process does not grow the stream
+	// for ever.
+	RetainCopies = 7 * 24 * time.Hour
 )
 
 // Route sends events of some kinds to one service.
@@ -216,7 +220,7 @@ func (d *Dispatcher) EnsureStreams(ctx context.Context) error {
 	js := d.q.JetStream()
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name: Stream, Subjects: []string{laneSubj + ">"}, Retention: jetstream.WorkQueuePolicy,
-		Storage: jetstream.FileStorage, Duplicates: dedupeSpan,
+		Storage: jetstream.FileStorage, Duplicates: dedupeSpan, MaxAge: RetainCopies,
 	})
 	if err != nil {
 		return fmt.Errorf("dispatch: stream %s: %w", Stream, err)
