@@ -209,7 +209,7 @@ func TestEDNS(t *testing.T) {
 	if r.Rcode != dns.RcodeRefused {
 		t.Fatalf("class CH: rcode %s, want REFUSED", dns.RcodeToString[r.Rcode])
 	}
-	// UPDATE is not implemented.
+	// Dynamic UPDATE (RFC 2136) is refused with NOTIMP: zones change through files and the platform.
 	m := new(dns.Msg)
 	m.SetUpdate("example.test.")
 	c := &dns.Client{Timeout: 3 * time.Second}

@@ -44,7 +44,7 @@ var (
 	errShort    = errors.New("resolver: packet shorter than a header")
 	errResponse = errors.New("resolver: packet is a response")
 	errFormat   = errors.New("resolver: malformed query")
-	errOpcode   = errors.New("resolver: opcode not implemented")
+	errOpcode   = errors.New("resolver: unsupported opcode (NOTIMP)")
 )
 
 // parseQuery reads a client query. It accepts what a resolver should
