@@ -85,6 +85,7 @@ type Hub struct {
 	streams sync.WaitGroup
 
 	delivered, dropped, refused atomic.Int64
+	slowDrops                   int64 // NATS slow-consumer drops counted so far; the presence loop only
 }
 
 // conn is one live connection.
@@ -148,6 +149,14 @@ func (h *Hub) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("realtime: subscribe: %w", err)
 	}
+	// A hub that falls behind its subject buffers at most this much; the
+	// NATS client drops what exceeds it ("slow consumer"), and
+	// countSlowDrops reports those drops. Live messages are hints: the
+	// inbox keeps every notification.
+	if err := sub.SetPendingLimits(pendingMsgs, pendingBytes); err != nil {
+		sub.Unsubscribe()
+		return fmt.Errorf("realtime: pending limits: %w", err)
+	}
 	h.subs = append(h.subs, sub)
 	sync, err := h.nc.Subscribe(subjectSync, func(*nats.Msg) { h.refresh() })
 	if err != nil {
@@ -172,11 +181,33 @@ func (h *Hub) Start(ctx context.Context) error {
 				return
 			case <-t.C:
 				h.refresh()
+				h.countSlowDrops(sub)
 			}
 		}
 	})
 	h.log.Info("realtime hub started", "instance", h.cfg.Name, "id", h.id)
 	return nil
+}
+
+// Bounds of a hub's backlog of routed messages.
+const (
+	pendingMsgs  = 100_000
+	pendingBytes = 64 << 20
+)
+
+// countSlowDrops adds the messages the NATS client dropped because the hub
+// fell behind to the dropped counter (reason "slow_hub").
+func (h *Hub) countSlowDrops(sub *nats.Subscription) {
+	n, err := sub.Dropped()
+	if err != nil {
+		return
+	}
+	if d := int64(n) - h.slowDrops; d > 0 {
+		h.slowDrops = int64(n)
+		h.dropped.Add(d)
+		h.m.dropped.WithLabelValues(h.cfg.Name, "slow_hub").Add(float64(d))
+		h.log.Warn("realtime: hub fell behind; live messages dropped (the inbox has them)", "instance", h.cfg.Name, "dropped", d)
+	}
 }
 
 // Stop closes every connection, withdraws the instance from the registries
