@@ -70,6 +70,20 @@ func cursorAndLimit(r *http.Request, def int) (int64, int, error) {
 	return before, limit, nil
 }
 
+// callerAndID returns the logged-in caller and the path's {id}; on error it
+// writes the response and returns false.
+func (m *Module) callerAndID(w http.ResponseWriter, r *http.Request) (account.Identity, int64, bool) {
+	me, err := caller(r)
+	if err == nil {
+		var id int64
+		if id, err = pathID(r); err == nil {
+			return me, id, true
+		}
+	}
+	m.fail(w, r, err)
+	return me, 0, false
+}
+
 // caller returns the logged-in caller or an Unauthorized error.
 func caller(r *http.Request) (account.Identity, error) {
 	id := account.FromContext(r.Context())
@@ -80,16 +94,11 @@ func caller(r *http.Request) (account.Identity, error) {
 }
 
 func (m *Module) follow(w http.ResponseWriter, r *http.Request) {
-	me, err := caller(r)
-	if err != nil {
-		m.fail(w, r, err)
+	me, target, ok := m.callerAndID(w, r)
+	if !ok {
 		return
 	}
-	target, err := pathID(r)
-	if err != nil {
-		m.fail(w, r, err)
-		return
-	}
+	var err error
 	if r.Method == http.MethodDelete {
 		err = m.S.Unfollow(r.Context(), me.UserID, target)
 	} else {
@@ -168,16 +177,11 @@ func (m *Module) apiFeed(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Module) like(w http.ResponseWriter, r *http.Request) {
-	me, err := caller(r)
-	if err != nil {
-		m.fail(w, r, err)
+	me, video, ok := m.callerAndID(w, r)
+	if !ok {
 		return
 	}
-	video, err := pathID(r)
-	if err != nil {
-		m.fail(w, r, err)
-		return
-	}
+	var err error
 	liked := r.Method != http.MethodDelete
 	var n int64
 	if liked {
@@ -250,14 +254,8 @@ func (m *Module) comments(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Module) addComment(w http.ResponseWriter, r *http.Request) {
-	me, err := caller(r)
-	if err != nil {
-		m.fail(w, r, err)
-		return
-	}
-	video, err := pathID(r)
-	if err != nil {
-		m.fail(w, r, err)
+	me, video, ok := m.callerAndID(w, r)
+	if !ok {
 		return
 	}
 	var in struct{ Body string }
@@ -274,14 +272,8 @@ func (m *Module) addComment(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Module) deleteComment(w http.ResponseWriter, r *http.Request) {
-	me, err := caller(r)
-	if err != nil {
-		m.fail(w, r, err)
-		return
-	}
-	id, err := pathID(r)
-	if err != nil {
-		m.fail(w, r, err)
+	me, id, ok := m.callerAndID(w, r)
+	if !ok {
 		return
 	}
 	if err := m.S.DeleteComment(r.Context(), me.UserID, id); err != nil {
