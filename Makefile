@@ -25,7 +25,8 @@ test:
 	@test -z "$$(gofmt -l cmd internal client bench)" || { echo "gofmt needed:"; gofmt -l cmd internal client bench; exit 1; }
 	$(GO) test -race -count=1 -timeout 25m ./...
 	@echo "the same store tests on PostgreSQL:"
-	BLUEPRINT_TEST_DB=postgres $(GO) test -race -count=1 -timeout 10m ./internal/outbox ./internal/dispatch
+	BLUEPRINT_TEST_DB=postgres $(GO) test -race -count=1 -timeout 10m ./internal/outbox ./internal/dispatch ./internal/notify ./internal/coldstore
+	BLUEPRINT_TEST_DB=postgres $(GO) test -count=1 -timeout 10m ./internal/archive
 	BLUEPRINT_TEST_DB=postgres $(GO) test -race -count=1 -timeout 10m ./internal/social \
 		-run 'TestFeedHybridMatchesOracle/threshold=3/seed=1|TestFanOutPaths|TestFollowErrors|TestConcurrentLikes|TestComments'
 

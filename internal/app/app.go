@@ -172,24 +172,20 @@ func (a *App) start(ctx context.Context) error {
 		return err
 	}
 	if needDB {
-		path := filepath.Join(cfg.DataDir, "blueprint.db")
-		if cfg.Database.URL != "" {
-			p, ok := strings.CutPrefix(cfg.Database.URL, "sqlite:")
-			if !ok {
-				return fmt.Errorf("app: database.url: only sqlite:PATH is supported in this version")
-			}
-			path = p
-		}
-		db, err := sqlstore.Open(ctx, path)
+		// database.url: empty (data_dir/blueprint.db), sqlite:PATH, or a
+		// postgres:// / postgresql:// URL (never logged unredacted).
+		db, err := sqlstore.OpenURL(ctx, cfg.Database.URL, filepath.Join(cfg.DataDir, "blueprint.db"))
 		if err != nil {
-			return err
+			return fmt.Errorf("app: database.url: %w", err)
 		}
+		a.logger.Info("database open", "engine", db.Dialect, "url", sqlstore.Redact(cfg.Database.URL))
 		a.db = db
 		a.onStop(func(context.Context) error { return db.Close() })
 		a.checks.Add("database", db.Ping)
+		a.dbStatusHandlers(a.adminMux)
 		// Locks live in the same database, so processes sharing a data
 		// directory share them; fencing tokens are checked in its fences table.
-		if _, err := db.W.ExecContext(ctx, lock.FenceSchema); err != nil {
+		if err := db.CreateSchema(ctx, lock.FenceSchema); err != nil {
 			return fmt.Errorf("app: fences table: %w", err)
 		}
 		lockOpts := lock.Options{TTL: cfg.Lock.TTL, Metrics: lock.NewMetrics(a.reg)}
@@ -201,6 +197,12 @@ func (a *App) start(ctx context.Context) error {
 			a.etcd = cli
 			a.onStop(func(context.Context) error { return cli.Close() })
 			a.locker = lock.NewEtcd(cli, "", lockOpts)
+		} else if db.Dialect == sqlstore.Postgres {
+			locker, err := lock.NewPostgres(ctx, cfg.Database.URL, lockOpts)
+			if err != nil {
+				return err
+			}
+			a.locker = locker
 		} else {
 			locker, err := lock.NewSQLite(ctx, db, lockOpts)
 			if err != nil {
@@ -433,6 +435,10 @@ func (a *App) start(ctx context.Context) error {
 		if idle := cfg.ColdStore.IdleAfter; idle > 0 {
 			mover = coldstore.New(a.db, a.blobs, coldstore.Config{IdleAfter: idle}, a.logger.With("component", "coldstore"), a.reg)
 		}
+		runArchive, err := a.startArchive(cfg.Archive) // old partitions of events and notifications to Parquet
+		if err != nil {
+			return err
+		}
 		elector := &lock.Elector{Locker: a.locker, Name: "singleton/maintenance"}
 		a.bg.Go(func() {
 			elector.Run(bgCtx, func(ctx context.Context, lease *lock.Lease) {
@@ -461,6 +467,9 @@ func (a *App) start(ctx context.Context) error {
 							return err
 						})
 					})
+				}
+				if runArchive != nil {
+					jobs.Go(func() { runArchive(ctx) })
 				}
 				jobs.Go(func() {
 					every(ctx, a.logger, "upload-sweep", 10*time.Minute, func(ctx context.Context) error {

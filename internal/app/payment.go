@@ -116,7 +116,11 @@ func (a *App) startPayment(ctx context.Context) error {
 		WebhookAllowPrivate: pc.WebhookAllowPrivate, MaxWebhookEndpoints: pc.MaxWebhookEndpoints,
 		Users: userDirectory{a.db}, Failpoint: failpoint,
 	}
-	db := &payment.DB{W: a.db.W, R: a.db.R, Dialect: payment.SQLite, Outbox: outbox.Insert}
+	dialect := payment.SQLite
+	if a.db.Dialect == sqlstore.Postgres {
+		dialect = payment.Postgres // row locks (FOR UPDATE) and retries on serialization failures
+	}
+	db := &payment.DB{W: a.db.W, R: a.db.R, Dialect: dialect, Outbox: outbox.Insert}
 	svc, err = payment.New(cfg, db, provider, a.ids, logger, a.reg)
 	if err != nil {
 		return err

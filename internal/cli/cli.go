@@ -42,6 +42,9 @@ Usage:
   blueprint upload --server URL [--title T] [--description D] FILE   resumable upload with a progress bar
   blueprint id decode ID            show the time, shard, worker and sequence inside an ID
   blueprint cache sim --trace FILE --policy P --size N   replay a cache trace and print hit ratios
+  blueprint db status [--json]      engine, schema version, rows per table, replicas and lag
+  blueprint db migrate --to postgres://…   move a SQLite install onto PostgreSQL (counts and checksums)
+  blueprint db move-shard --catalog URL --shard N --to CLUSTER   move a logical shard online
   blueprint version
 `
 
@@ -55,6 +58,8 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return withClient(args[0], args[1:], stdin, stdout, stderr)
 		case "id":
 			return idCmd(args[1:], stdout, stderr)
+		case "db":
+			return dbCmd(args[1:], stdin, stdout, stderr)
 		case "cache":
 			if len(args) < 2 || args[1] != "sim" {
 				fmt.Fprintln(stderr, "usage: blueprint cache sim --trace FILE --policy lru|lfu|tinylfu|... --size N[,N...]")

@@ -94,7 +94,7 @@ func (m *Mover) RunOnce(ctx context.Context) (int, error) {
 	rows, err := m.db.R.QueryContext(ctx, `SELECT id FROM videos WHERE storage = 'moving'
 		UNION ALL
 		SELECT id FROM (SELECT id FROM videos WHERE status = 'ready' AND storage = 'hot'
-			AND COALESCE(last_viewed_at, ready_at, created_at) < ? ORDER BY id LIMIT ?)`, cutoff, m.cfg.Batch)
+			AND COALESCE(last_viewed_at, ready_at, created_at) < ? ORDER BY id LIMIT ?) AS idle`, cutoff, m.cfg.Batch)
 	if err != nil {
 		return 0, fmt.Errorf("coldstore: select: %w", err)
 	}

@@ -46,6 +46,7 @@ type Config struct {
 	Lock      Lock      `yaml:"lock"`
 	Cache     Cache     `yaml:"cache"`
 	ColdStore ColdStore `yaml:"coldstore"`
+	Archive   Archive   `yaml:"archive"`
 	Social    Social    `yaml:"social"`
 	DNS       DNS       `yaml:"dns"`
 	Search    Search    `yaml:"search"`
@@ -70,7 +71,7 @@ type Log struct {
 
 // Database selects the SQL store.
 type Database struct {
-	URL string `yaml:"url" secret:"true" help:"sqlite:PATH (default: data_dir/blueprint.db)"`
+	URL string `yaml:"url" secret:"true" help:"sqlite:PATH (default: data_dir/blueprint.db), postgres://… or postgresql://… (blueprint db migrate moves a SQLite install)"`
 }
 
 // Blob selects the object store.
@@ -185,6 +186,7 @@ func Default() Config {
 		Lock:      Lock{TTL: 10 * time.Second},
 		Cache:     defaultCache(),
 		ColdStore: defaultColdStore(),
+		Archive:   defaultArchive(),
 		Social:    defaultSocial(),
 		DNS:       defaultDNS(),
 		Search:    defaultSearch(),
@@ -286,7 +288,7 @@ func (c *Config) Validate() error {
 	if c.Worker.FFmpegThreads < 0 {
 		return keyErr("worker.ffmpeg_threads", "must be 0 (ffmpeg decides) or more")
 	}
-	for _, v := range []interface{ validate() error }{c.Cache, c.ColdStore, c.Social, c.DNS, c.Search, c.Notify, c.Payment, c.Analytics, c.Dispatch} {
+	for _, v := range []interface{ validate() error }{c.Cache, c.ColdStore, c.Archive, c.Social, c.DNS, c.Search, c.Notify, c.Payment, c.Analytics, c.Dispatch} {
 		if err := v.validate(); err != nil {
 			return err
 		}

@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/blueprint-media/blueprint/internal/sqlstore"
 )
 
 // Dialect is the SQL engine under the payment store. Statements are
@@ -25,7 +28,8 @@ const (
 	// is migration 0005_payment.sql of internal/sqlstore.
 	SQLite Dialect = iota
 	// Postgres is PostgreSQL through pgx's database/sql driver. Writes run
-	// concurrently at READ COMMITTED; the schema is PostgresSchema.
+	// concurrently at READ COMMITTED; the schema is PostgresSchema, or
+	// sqlstore's PostgreSQL migrations when the DB is the platform store.
 	Postgres
 )
 
@@ -241,19 +245,32 @@ func (db *DB) event(ctx context.Context, tx *sql.Tx, kind string, subject int64,
 	return errors.New("payment: no outbox configured for the SQLite store")
 }
 
-// PostgresSchema is the payment store's schema on PostgreSQL: the same
-// tables, constraints and append-only triggers as the SQLite migration
-// 0005_payment.sql, plus the events table of the outbox. Every statement
-// is idempotent (IF NOT EXISTS / OR REPLACE).
+// postgresEvents is the events table of the standalone PostgreSQL store
+// (the platform store has its own, from sqlstore's migrations).
 //
 //go:embed postgres.sql
-var PostgresSchema string
+var postgresEvents string
+
+// PostgresSchema returns the payment store's schema on PostgreSQL: the
+// events table of the outbox and then sqlstore's PostgreSQL migration
+// 0005_payment.sql — the same tables, constraints and append-only triggers
+// as the SQLite migration, and the same file the platform store applies.
+// Every statement is idempotent (IF NOT EXISTS / OR REPLACE).
+func PostgresSchema() (string, error) {
+	body, err := fs.ReadFile(sqlstore.MigrationFiles(), "migrations/postgres/0005_payment.sql")
+	if err != nil {
+		return "", fmt.Errorf("payment: postgres schema: %w", err)
+	}
+	return postgresEvents + "\n" + string(body), nil
+}
 
 // postgresSchemaLock serialises schema creation across processes:
 // concurrent CREATE ... IF NOT EXISTS can fail on PostgreSQL.
 const postgresSchemaLock = 0x7061796d656e74 // "payment"
 
-// MigratePostgres creates the payment schema on PostgreSQL.
+// MigratePostgres creates the payment schema (PostgresSchema) on a
+// PostgreSQL database of its own. The platform store needs no call: its
+// migrations include the payment tables.
 func MigratePostgres(ctx context.Context, db *sql.DB) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -263,7 +280,11 @@ func MigratePostgres(ctx context.Context, db *sql.DB) error {
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(postgresSchemaLock)); err != nil {
 		return fmt.Errorf("payment: postgres schema: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, PostgresSchema); err != nil {
+	schema, err := PostgresSchema()
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("payment: postgres schema: %w", err)
 	}
 	if err := tx.Commit(); err != nil {

@@ -15,6 +15,9 @@ func TestRewrite(t *testing.T) {
 		`SELECT '?', "a?b", 'it''s ?' FROM t WHERE c = ? -- what ?` + "\n": `SELECT '?', "a?b", 'it''s ?' FROM t WHERE c = $1 -- what ?` + "\n",
 		`CREATE TABLE m (at INTEGER NOT NULL DEFAULT (unixepoch()))`:       `CREATE TABLE m (at INTEGER NOT NULL DEFAULT (CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)))`,
 		`SELECT reinsert_or_ignore_x FROM t`:                               `SELECT reinsert_or_ignore_x FROM t`,
+		`DO $$ BEGIN PERFORM '?'; END $$; SELECT ?`:                        `DO $$ BEGIN PERFORM '?'; END $$; SELECT $1`,
+		`SELECT $tag$ ? $tag$, a$b, ? /* ? */`:                             `SELECT $tag$ ? $tag$, a$b, $1 /* ? */`,
+		`SELECT x FROM t WHERE a = $1 AND b = $2`:                          `SELECT x FROM t WHERE a = $1 AND b = $2`,
 	} {
 		if got := Rewrite(in); got != want {
 			t.Errorf("Rewrite(%q)\n got %q\nwant %q", in, got, want)
@@ -23,7 +26,7 @@ func TestRewrite(t *testing.T) {
 }
 
 func FuzzRewrite(f *testing.F) {
-	for _, s := range []string{"SELECT ?", "INSERT OR IGNORE INTO t VALUES (?)", "'unterminated ?", "?12?", "-- ?"} {
+	for _, s := range []string{"SELECT ?", "INSERT OR IGNORE INTO t VALUES (?)", "'unterminated ?", "?12?", "-- ?", "$$ ? $", "/* ?", "$a$ ?"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, q string) {
@@ -34,4 +37,21 @@ func FuzzRewrite(f *testing.F) {
 			t.Fatalf("rewrite changed %q into %q", q, out)
 		}
 	})
+}
+
+func TestInsertTable(t *testing.T) {
+	for in, want := range map[string]string{
+		`INSERT INTO notify_emails(user_id) VALUES ($1)`:             "notify_emails",
+		"  insert into Events (kind) values ($1);\n":                 "events",
+		`INSERT INTO t(a) VALUES ($1) ON CONFLICT DO NOTHING`:        "t",
+		`INSERT INTO t(a) VALUES ($1) RETURNING id`:                  "",
+		`INSERT INTO s.t(a) VALUES ($1)`:                             "",
+		`INSERT INTO t(a) VALUES ($1); INSERT INTO u(a) VALUES ($1)`: "",
+		`UPDATE t SET a = 1`:                                         "",
+		`INSERT INTO "quoted"(a) VALUES (1)`:                         "",
+	} {
+		if got := insertTable(in); got != want {
+			t.Errorf("insertTable(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

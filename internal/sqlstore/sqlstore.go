@@ -6,8 +6,9 @@
 //
 // Several processes on one machine may open the same database file (the
 // worker role runs as its own process); SQLite's locking and the busy
-// timeout serialise their writes. PostgreSQL with shards and replicas comes
-// behind the same type in the database issue.
+// timeout serialise their writes. OpenPostgres opens the same type on
+// PostgreSQL, where the services' SQLite-dialect SQL is adapted per
+// connection (see Rewrite); package migrate moves a SQLite store onto it.
 package sqlstore
 
 import (
@@ -145,8 +146,33 @@ func (db *DB) Version(ctx context.Context) (int, error) {
 	return v, err
 }
 
+// migrationLock is the PostgreSQL advisory lock that serialises schema
+// changes across processes: concurrent CREATE … IF NOT EXISTS statements
+// can fail on PostgreSQL.
+const migrationLock = 7265626
+
+// CreateSchema runs idempotent DDL (CREATE TABLE IF NOT EXISTS …) that a
+// component keeps outside the migrations, in one transaction; on
+// PostgreSQL under the migrations' advisory lock, so processes starting
+// together do not race.
+func (db *DB) CreateSchema(ctx context.Context, stmts ...string) error {
+	return db.Tx(ctx, func(tx *sql.Tx) error {
+		if db.Dialect == Postgres {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, migrationLock); err != nil {
+				return fmt.Errorf("sqlstore: schema lock: %w", err)
+			}
+		}
+		for _, s := range stmts {
+			if _, err := tx.ExecContext(ctx, s); err != nil {
+				return fmt.Errorf("sqlstore: schema: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
 func (db *DB) migrate(ctx context.Context) error {
-	if _, err := db.W.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	if err := db.CreateSchema(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL DEFAULT (unixepoch()))`); err != nil {
 		return fmt.Errorf("sqlstore: migrations table: %w", err)
 	}
@@ -172,7 +198,7 @@ func (db *DB) migrate(ctx context.Context) error {
 		}
 		err = db.Tx(ctx, func(tx *sql.Tx) error {
 			if db.Dialect == Postgres { // processes starting together migrate one at a time
-				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7265626)`); err != nil {
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, migrationLock); err != nil {
 					return err
 				}
 			}

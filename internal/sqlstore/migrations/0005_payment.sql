@@ -1,7 +1,8 @@
 -- Payments (internal/payment): intents and their state machine, idempotency
 -- keys, a double-entry ledger, memberships, payouts, webhooks in and out,
 -- reconciliation reports. Times are Unix milliseconds. The PostgreSQL
--- version of this schema is internal/payment/postgres.sql; keep them in step.
+-- version of this schema is postgres/0005_payment.sql (also the payment
+-- package's standalone schema); keep them in step.
 
 -- Payment intents: one per payment attempt, created by exactly one
 -- idempotency key (or one renewal of one membership period).

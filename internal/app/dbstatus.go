@@ -1,0 +1,47 @@
+package app
+
+import (
+	"encoding/json"
+	"html/template"
+	"net/http"
+)
+
+// dbStatusHandlers serves the SQL store's status on the admin listener:
+// /db (HTML) and /db.json — engine, URL (redacted), schema version, rows
+// per table and, on PostgreSQL, the attached replicas and their lag. The
+// row counts are COUNT(*) per table, so each request scans the tables:
+// an operator's page, not a probe.
+func (a *App) dbStatusHandlers(mux *http.ServeMux) {
+	mux.HandleFunc("GET /db.json", func(w http.ResponseWriter, r *http.Request) {
+		st, err := a.db.Status(r.Context(), a.cfg.Database.URL)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+	})
+	mux.HandleFunc("GET /db", func(w http.ResponseWriter, r *http.Request) {
+		st, err := a.db.Status(r.Context(), a.cfg.Database.URL)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		dbStatusPage.Execute(w, st)
+	})
+}
+
+var dbStatusPage = template.Must(template.New("db").Parse(`<!doctype html><meta charset="utf-8">
+<title>Blueprint · database</title>
+<style>body{font:15px system-ui,sans-serif;margin:2rem;color:#1d1d1f}table{border-collapse:collapse;margin:.5rem 0 1.5rem}td,th{border:1px solid #ddd;padding:.3rem .7rem;text-align:left}td.n{text-align:right}</style>
+<h1>Blueprint — database</h1>
+<table><tr><th>engine</th><td>{{.Engine}}</td></tr><tr><th>URL</th><td>{{.URL}}</td></tr><tr><th>schema version</th><td>{{.Version}}</td></tr></table>
+{{if eq .Engine "postgres"}}<h2>Replicas</h2>{{if .Replicas}}<table><tr><th>replica</th><th>address</th><th>state</th><th>sync</th><th>lag (bytes)</th><th>lag (s)</th></tr>
+{{range .Replicas}}<tr><td>{{.Name}}</td><td>{{.Addr}}</td><td>{{.State}}</td><td>{{.SyncState}}</td><td class="n">{{.LagBytes}}</td><td class="n">{{printf "%.3f" .LagSeconds}}</td></tr>{{end}}</table>
+{{else}}<p>none attached</p>{{end}}{{end}}
+<h2>Tables</h2><table><tr><th>table</th><th>rows</th></tr>
+{{range .Tables}}<tr><td>{{.Name}}</td><td class="n">{{.Rows}}</td></tr>{{end}}</table>
+<p><a href="/db.json">JSON</a> · <a href="/">process status</a></p>`))
