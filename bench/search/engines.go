@@ -7,8 +7,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/blevesearch/bleve/v2"
+	bquery "github.com/blevesearch/bleve/v2/search/query"
 
 	_ "modernc.org/sqlite" // the "sqlite" driver, with FTS5
 
@@ -191,3 +195,70 @@ func (e *fts5Engine) size(context.Context) (int64, error) {
 }
 
 func (e *fts5Engine) close() error { return e.db.Close() }
+
+// plainBleve is the baseline: a bare Bleve index as a user of the library
+// would set it up from its documentation, with nothing of Blueprint's
+// driver. The default index mapping (dynamic fields, the "standard"
+// analyzer: Unicode word segmentation, lower-casing, English stop words;
+// every text field also in the composite "_all" field), the same
+// documents (title, description, tags, creator, created, popularity) in
+// batches of the same size, and a match query over "_all" with
+// fuzziness 1 and the AND operator (every word must match, as in
+// Blueprint's drivers), ordered by Bleve's score. It has no prefix
+// matching and no freshness or popularity in the ranking.
+type plainBleve struct {
+	idx  bleve.Index
+	path string
+}
+
+func newPlainBleve(path string) (*plainBleve, error) {
+	idx, err := bleve.New(path, bleve.NewIndexMapping())
+	if err != nil {
+		return nil, fmt.Errorf("bleve-plain: %w", err)
+	}
+	return &plainBleve{idx: idx, path: path}, nil
+}
+
+func (e *plainBleve) name() string { return "bleve-plain" }
+
+type plainDoc struct {
+	Title       string    `json:"title"`
+	Description string    `json:"description"`
+	Tags        []string  `json:"tags"`
+	Creator     string    `json:"creator"`
+	Created     time.Time `json:"created"`
+	Popularity  int64     `json:"popularity"`
+}
+
+func (e *plainBleve) load(ctx context.Context, docs []search.Doc) error {
+	for i := 0; i < len(docs); i += batchSize {
+		b := e.idx.NewBatch()
+		for _, d := range docs[i:min(i+batchSize, len(docs))] {
+			if err := b.Index(strconv.FormatInt(d.ID, 10), plainDoc{d.Title, d.Description, d.Tags, d.Creator, d.CreatedAt, d.Popularity}); err != nil {
+				return err
+			}
+		}
+		if err := e.idx.Batch(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *plainBleve) search(ctx context.Context, text string, _ time.Time) ([]int64, int, error) {
+	q := bleve.NewMatchQuery(text)
+	q.SetFuzziness(1)
+	q.SetOperator(bquery.MatchQueryOperatorAnd)
+	res, err := e.idx.SearchInContext(ctx, bleve.NewSearchRequestOptions(q, 10, 0, false))
+	if err != nil {
+		return nil, 0, err
+	}
+	ids := make([]int64, len(res.Hits))
+	for i, h := range res.Hits {
+		ids[i], _ = strconv.ParseInt(h.ID, 10, 64)
+	}
+	return ids, int(res.Total), nil
+}
+
+func (e *plainBleve) size(context.Context) (int64, error) { return dirSize(e.path) }
+func (e *plainBleve) close() error                        { return e.idx.Close() }

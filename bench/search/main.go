@@ -55,6 +55,7 @@ type setResult struct {
 	p50, p99 time.Duration
 	recall   float64 // share of queries whose intended document is in the top 10
 	empty    float64 // share of queries with no hit at all
+	misses   string  // typo sets: missed queries by kind of edit, e.g. "delete 2/250"
 }
 
 type engineResult struct {
@@ -72,7 +73,7 @@ func main() {
 	descMin := flag.Int("desc-min", 20, "fewest description words")
 	descMax := flag.Int("desc-max", 80, "most description words")
 	pgDSN := flag.String("pg", "", "PostgreSQL DSN to use (default: start a throwaway server with initdb/pg_ctl)")
-	only := flag.String("engines", "bleve,postgres,sqlite-fts5", "engines to run")
+	only := flag.String("engines", "bleve,bleve-plain,postgres,sqlite-fts5", "engines to run")
 	seed := flag.Uint64("seed", 42, "corpus seed")
 	concurrency := flag.Int("concurrency", 4, "goroutines of the concurrent phase")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
@@ -142,6 +143,12 @@ func main() {
 				err := db.QueryRowContext(ctx, `SELECT pg_total_relation_size('search_docs') + pg_total_relation_size('search_words')`).Scan(&n)
 				return n, err
 			}}
+		case "bleve-plain":
+			p, err := newPlainBleve(filepath.Join(tmp, "bleve-plain"))
+			if err != nil {
+				fatalf("%v", err)
+			}
+			e = p
 		case "sqlite-fts5":
 			f, err := newFTS5(filepath.Join(tmp, "fts5.db"), search.DefaultRanking)
 			if err != nil {
@@ -183,6 +190,7 @@ func run(ctx context.Context, e engine, c *corpus, now time.Time, concurrency in
 		}
 		lat := make([]time.Duration, 0, len(qs))
 		found, empty := 0, 0
+		kinds, missed := map[string]int{}, map[string]int{}
 		for _, q := range qs {
 			t0 := time.Now()
 			ids, _, err := e.search(ctx, q.text, now)
@@ -190,8 +198,13 @@ func run(ctx context.Context, e engine, c *corpus, now time.Time, concurrency in
 			if err != nil {
 				fatalf("%s: %q: %v", e.name(), q.text, err)
 			}
+			if q.kind != "" {
+				kinds[q.kind]++
+			}
 			if slices.Contains(ids, q.target) {
 				found++
+			} else if q.kind != "" {
+				missed[q.kind]++
 			}
 			if len(ids) == 0 {
 				empty++
@@ -201,8 +214,9 @@ func run(ctx context.Context, e engine, c *corpus, now time.Time, concurrency in
 		r.sets[set] = setResult{
 			p50: lat[len(lat)/2], p99: lat[len(lat)*99/100],
 			recall: float64(found) / float64(len(qs)), empty: float64(empty) / float64(len(qs)),
+			misses: missSummary(kinds, missed),
 		}
-		log.Printf("%s: %-6s p50 %v p99 %v recall@10 %.3f", e.name(), set, r.sets[set].p50, r.sets[set].p99, r.sets[set].recall)
+		log.Printf("%s: %-6s p50 %v p99 %v recall@10 %.3f %s", e.name(), set, r.sets[set].p50, r.sets[set].p99, r.sets[set].recall, r.sets[set].misses)
 	}
 	// Concurrent phase: every query of every set once, spread over the
 	// goroutines.
@@ -225,6 +239,32 @@ func run(ctx context.Context, e engine, c *corpus, now time.Time, concurrency in
 	wg.Wait()
 	r.qps = float64(len(all)) / time.Since(start).Seconds()
 	return r
+}
+
+// missSummary lists the misses of a typo set by kind of edit (the kinds of
+// a two-typo query are summed per edit; "@0" marks an edit at the first
+// letter, counted separately as "first letter").
+func missSummary(kinds, missed map[string]int) string {
+	if len(kinds) == 0 {
+		return ""
+	}
+	all, miss := map[string]int{}, map[string]int{}
+	for k, n := range kinds {
+		for _, e := range strings.Split(k, "+") {
+			base, first := strings.CutSuffix(e, "@0")
+			all[base] += n
+			miss[base] += missed[k]
+			if first {
+				all["first letter"] += n
+				miss["first letter"] += missed[k]
+			}
+		}
+	}
+	var parts []string
+	for _, k := range []string{"insert", "delete", "substitute", "transpose", "first letter"} {
+		parts = append(parts, fmt.Sprintf("%s %d/%d", k, miss[k], all[k]))
+	}
+	return "misses by edit: " + strings.Join(parts, ", ")
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d.Microseconds())/1000) }
@@ -258,6 +298,14 @@ func report(w *os.File, rs []engineResult, docs, nq int) {
 		fmt.Fprintln(tw, strings.Join(row, "\t")+"\t")
 	}
 	tw.Flush()
+	fmt.Fprintln(w)
+	for _, r := range rs {
+		for _, s := range querySets {
+			if m := r.sets[s].misses; m != "" {
+				fmt.Fprintf(w, "%s %s %s\n", r.name, s, m)
+			}
+		}
+	}
 	var ours *engineResult
 	for i := range rs {
 		if rs[i].name == "bleve" {

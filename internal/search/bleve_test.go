@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/blueprint-media/blueprint/internal/search"
@@ -89,4 +90,48 @@ func TestBleveHeldByAnotherProcess(t *testing.T) {
 		t.Fatalf("the held index was moved: %v", serr)
 	}
 	t.Log(err)
+}
+
+// TestBleveTwoEditsOnlyWhenOneFindsNothing: a word of 8+ characters is
+// matched with two edits only when no document matches it (and the rest of
+// the query) with at most one.
+func TestBleveTwoEditsOnlyWhenOneFindsNothing(t *testing.T) {
+	ctx := context.Background()
+	b, err := search.OpenBleve(search.BleveConfig{Path: filepath.Join(t.TempDir(), "search")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	docs := []search.Doc{
+		{Type: search.Video, ID: 1, Title: "Paintins of the coast"}, // 1 edit from "paintings"
+		{Type: search.Video, ID: 2, Title: "Pointins of the hills"}, // 2 edits
+	}
+	if err := b.Upsert(ctx, docs...); err != nil {
+		t.Fatal(err)
+	}
+	ids := func(text string) []int64 {
+		t.Helper()
+		res, err := b.Search(ctx, search.Query{Text: text})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []int64
+		for _, h := range res.Hits {
+			out = append(out, h.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got := ids("paintings "); !slices.Equal(got, []int64{1}) {
+		t.Errorf("paintings: %v, want [1] (the one-edit match only)", got)
+	}
+	if got := ids("paintings hills "); !slices.Equal(got, []int64{2}) {
+		t.Errorf("paintings hills: %v, want [2] (two edits when one finds nothing)", got)
+	}
+	if err := b.Delete(ctx, search.Video, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := ids("paintings "); !slices.Equal(got, []int64{2}) {
+		t.Errorf("paintings after the one-edit match is gone: %v, want [2]", got)
+	}
 }

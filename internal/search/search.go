@@ -120,6 +120,15 @@ type terms struct {
 	prefix bool
 }
 
+// maxFuzziness returns the largest Fuzziness of t's words.
+func (t terms) maxFuzziness() int {
+	k := 0
+	for _, w := range t.words {
+		k = max(k, Fuzziness(w))
+	}
+	return k
+}
+
 // MinPrefixRunes is the shortest last word that is also matched as a
 // prefix; a single letter would match a large part of the vocabulary.
 const MinPrefixRunes = 2
