@@ -136,6 +136,27 @@ type Service struct {
 	mu     sync.Mutex
 	stream jetstream.Stream
 	now    func() time.Time
+
+	// bufs holds *[]byte buffers for request bodies and encoded records
+	// between ingest requests, so a batch costs no buffer growth.
+	bufs sync.Pool
+}
+
+// buffer returns an empty buffer from s.bufs; give it back with putBuffer.
+func (s *Service) buffer() *[]byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		*b = (*b)[:0]
+		return b
+	}
+	b := make([]byte, 0, 16<<10)
+	return &b
+}
+
+// putBuffer returns b to s.bufs unless it grew past a typical batch.
+func (s *Service) putBuffer(b *[]byte) {
+	if cap(*b) <= 1<<20 {
+		s.bufs.Put(b)
+	}
 }
 
 // New returns a Service. secret signs viewer cookies and session tokens;

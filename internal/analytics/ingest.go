@@ -128,7 +128,10 @@ func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 		httpx.JSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": fmt.Sprintf("batch over %d bytes", s.cfg.MaxBatchBytes)})
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBatchBytes))
+	bodyBuf := s.buffer()
+	defer s.putBuffer(bodyBuf)
+	body, err := readBody(http.MaxBytesReader(w, r.Body, s.cfg.MaxBatchBytes), *bodyBuf, r.ContentLength)
+	*bodyBuf = body
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -144,7 +147,12 @@ func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "invalid", err)
 		return
 	}
-	data := AppendRecord(make([]byte, 0, 64+len(rec.Events)*48), rec)
+	// The NATS client copies data into its write buffer before Publish
+	// returns, so the buffer goes back to the pool after it.
+	dataBuf := s.buffer()
+	defer s.putBuffer(dataBuf)
+	data := AppendRecord(*dataBuf, rec)
+	*dataBuf = data
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
 	defer cancel()
 	ack, err := s.js.Publish(ctx, subject, data, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(StreamName))
@@ -162,6 +170,27 @@ func (s *Service) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	s.m.ingestDuration.Observe(time.Since(start).Seconds())
 	httpx.JSON(w, http.StatusAccepted, out)
+}
+
+// readBody reads r to its end, appending to buf; size is the declared
+// length when known (then the buffer grows once at most).
+func readBody(r io.Reader, buf []byte, size int64) ([]byte, error) {
+	if size > 0 && int64(cap(buf)-len(buf)) < size+1 {
+		buf = append(make([]byte, 0, int64(len(buf))+size+1), buf...)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // parseBatch decodes and validates a batch body and returns the record to
