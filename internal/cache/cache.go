@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/bits"
-	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -87,7 +86,7 @@ const (
 type Cache[K comparable, V any] struct {
 	shards []shard[K, V]
 	shift  uint // hash >> shift picks the shard
-	seed   maphash.Seed
+	hasher hasher[K]
 	cfg    Config[K, V]
 
 	// maintained is set while the goroutine of Start runs with AsyncReads:
@@ -117,13 +116,17 @@ type shard[K comparable, V any] struct {
 
 	// reads are the striped buffers of hits not yet given to the policy.
 	reads []readBuffer[K]
-	_     [64]byte // keep neighbouring shards' hot fields off this cache line
+	// pending has bit i set when reads[i] received a hit while it was
+	// empty and no writer has replayed it since: writers replay only those
+	// buffers.
+	pending atomic.Uint32
+	_       [64]byte // keep neighbouring shards' hot fields off this cache line
 }
 
 // readBuffer is a lossy ring of nodes that were hit, with the hit and miss
 // counters of the readers that use it, on cache lines of its own. Readers
-// pick a buffer at random among their shard's (one when GOMAXPROCS is 1),
-// claim a slot by advancing tail with a CAS, and store the node; the
+// pick a buffer among their shard's by a hash of their goroutine's stack
+// (one buffer when GOMAXPROCS is 1; see stripeHash), claim a slot by advancing tail with a CAS, and store the node; the
 // drainer, under the shard's mutex, replays the nodes into the policy in
 // order and advances head. A reader that finds its buffer full drops the
 // hit for the policy (not for the counters) and tries to drain at once;
@@ -134,6 +137,7 @@ type readBuffer[K comparable] struct {
 	tail   atomic.Uint64 // slots claimed by readers ever
 	head   atomic.Uint64 // slots replayed ever; drainer only
 	drops  atomic.Uint64 // hits dropped because the buffer was full
+	bit    uint32        // this buffer's bit in shard.pending
 	misses atomic.Uint64
 	slots  [readBatch]atomic.Pointer[Node[K]]
 }
@@ -186,7 +190,7 @@ func New[K comparable, V any](cfg Config[K, V]) (*Cache[K, V], error) {
 	c := &Cache[K, V]{
 		shards: make([]shard[K, V], cfg.Shards),
 		shift:  uint(64 - bits.TrailingZeros(uint(cfg.Shards))),
-		seed:   maphash.MakeSeed(),
+		hasher: newHasher[K](),
 		cfg:    cfg,
 		wake:   make(chan struct{}, 1),
 	}
@@ -205,13 +209,16 @@ func New[K comparable, V any](cfg Config[K, V]) (*Cache[K, V], error) {
 		if int64(i) < cfg.MaxBytes%n {
 			s.limits.MaxCost++
 		}
-		p, err := NewPolicy[K](cfg.Policy, s.limits, maphash.Comparable(c.seed, i))
+		p, err := NewPolicy[K](cfg.Policy, s.limits, maphash.Comparable(c.hasher.seed, i))
 		if err != nil {
 			return nil, err
 		}
 		s.policy = p
 		s.table.Store(newTable[K, V](initialTableEntries))
 		s.reads = make([]readBuffer[K], stripes)
+		for j := range s.reads {
+			s.reads[j].bit = 1 << j
+		}
 	}
 	return c, nil
 }
@@ -238,7 +245,7 @@ func (c *Cache[K, V]) shardOf(h uint64) *shard[K, V] {
 // whose TTL has passed is removed and reported missing. Get does not wait
 // for other Gets, nor, unless an entry has expired, for writers.
 func (c *Cache[K, V]) Get(key K) (V, bool) {
-	h := maphash.Comparable(c.seed, key)
+	h := c.hasher.hash(key)
 	s := c.shardOf(h)
 	e := s.table.Load().get(key, h)
 	rb := s.readBuffer()
@@ -260,13 +267,16 @@ func (c *Cache[K, V]) Get(key K) (V, bool) {
 		t := rb.tail.Load()
 		if t-h >= readBatch {
 			rb.drops.Add(1)
-			c.drainOrWake(s)
+			c.drainOrWake(s, rb)
 			break
 		}
 		if rb.tail.CompareAndSwap(t, t+1) {
-			rb.slots[t%readBatch].Store(e.node)
+			rb.slots[t%readBatch].Store(&e.Node)
+			if t == h {
+				s.pending.Or(rb.bit)
+			}
 			if t+1-h >= readBatch {
-				c.drainOrWake(s) // this hit filled the buffer
+				c.drainOrWake(s, rb) // this hit filled the buffer
 			}
 			break
 		}
@@ -274,17 +284,20 @@ func (c *Cache[K, V]) Get(key K) (V, bool) {
 	return e.value, true
 }
 
-// readBuffer picks one of s's read buffers.
+// readBuffer picks the calling goroutine's read buffer of s.
 func (s *shard[K, V]) readBuffer() *readBuffer[K] {
 	if len(s.reads) == 1 {
 		return &s.reads[0]
 	}
-	return &s.reads[rand.Uint32()&uint32(len(s.reads)-1)]
+	return &s.reads[stripeHash()&uint32(len(s.reads)-1)]
 }
 
-// drainOrWake has a full read buffer of s replayed: by the maintenance
-// goroutine if it runs, else at once if the shard's mutex is free.
-func (c *Cache[K, V]) drainOrWake(s *shard[K, V]) {
+// drainOrWake has the full read buffer rb of s replayed: by the
+// maintenance goroutine if it runs, else at once if the shard's mutex is
+// free. The reader replays only rb (the other buffers' hits reach the
+// policy with the next writer or the next reader that fills them), so that
+// it touches no other reader's cache lines.
+func (c *Cache[K, V]) drainOrWake(s *shard[K, V], rb *readBuffer[K]) {
 	if c.maintained.Load() {
 		select {
 		case c.wake <- struct{}{}:
@@ -293,18 +306,25 @@ func (c *Cache[K, V]) drainOrWake(s *shard[K, V]) {
 		return
 	}
 	if s.mu.TryLock() {
-		s.drainReads()
+		s.drainRing(rb)
 		s.mu.Unlock()
 	}
 }
 
-// writerDrain replays the read buffers of s before a writer's policy call,
-// unless the maintenance goroutine does it. Skipping it only changes the
-// order in which the policy sees hits: a buffered hit on a node that left
-// the policy in between is skipped (Node.gone). The caller holds s.mu.
+// writerDrain replays the read buffers of s that received hits since a
+// writer last replayed them (see shard.pending) before a writer's policy
+// call, unless the maintenance goroutine does it. Without concurrency every
+// hit therefore reaches the policy before the next write, in order; a
+// writer reads one word to find the buffers with hits and touches no idle
+// reader's cache lines. Skipping a buffer (a hit claimed but not stored
+// yet) only delays those hits; a buffered hit on a node that left the
+// policy in between is skipped (Node.gone). The caller holds s.mu.
 func (c *Cache[K, V]) writerDrain(s *shard[K, V]) {
-	if !c.maintained.Load() {
-		s.drainReads()
+	if c.maintained.Load() || s.pending.Load() == 0 {
+		return
+	}
+	for m := s.pending.Swap(0); m != 0; m &= m - 1 {
+		s.drainRing(&s.reads[bits.TrailingZeros32(m)])
 	}
 }
 
@@ -328,19 +348,50 @@ func (c *Cache[K, V]) maintain() {
 // policy call but Hit must be preceded by it. The caller holds s.mu.
 func (s *shard[K, V]) drainReads() {
 	for i := range s.reads {
-		rb := &s.reads[i]
-		h, t := rb.head.Load(), rb.tail.Load()
-		for ; h < t; h++ {
-			n := rb.slots[h%readBatch].Swap(nil)
-			if n == nil {
-				break // claimed, not stored yet: next time
-			}
-			if !n.gone {
-				s.policy.Hit(n)
-			}
-		}
-		rb.head.Store(h)
+		s.drainRing(&s.reads[i])
 	}
+}
+
+// drainRing gives the hits buffered in rb to the policy, in order. The
+// caller holds s.mu.
+//
+// The nodes are first collected and, if the policy can, their cache lines
+// are loaded all together (see batchPreloader): the hits of a batch are
+// independent, so their cache misses overlap instead of coming one after
+// another.
+func (s *shard[K, V]) drainRing(rb *readBuffer[K]) {
+	h, t := rb.head.Load(), rb.tail.Load()
+	if h == t {
+		return
+	}
+	var batch [readBatch]*Node[K]
+	k := 0
+	for ; h < t; h++ {
+		n := rb.slots[h%readBatch].Swap(nil)
+		if n == nil {
+			break // claimed, not stored yet: next time
+		}
+		if !n.gone {
+			batch[k] = n
+			k++
+		}
+	}
+	rb.head.Store(h)
+	if k == 0 {
+		return
+	}
+	if pl, ok := s.policy.(batchPreloader[K]); ok && k > 1 {
+		pl.preload(batch[:k])
+	}
+	for _, n := range batch[:k] {
+		s.policy.Hit(n)
+	}
+}
+
+// batchPreloader is implemented by policies that can load, ahead of a batch
+// of Hit calls, the memory those calls will touch.
+type batchPreloader[K comparable] interface {
+	preload(nodes []*Node[K])
 }
 
 // expire removes e, found expired in s, if it is still the entry of its
@@ -348,9 +399,9 @@ func (s *shard[K, V]) drainReads() {
 func (c *Cache[K, V]) expire(s *shard[K, V], e *entry[K, V]) {
 	s.mu.Lock()
 	t := s.table.Load()
-	if i := t.find(e.key, e.hash); i >= 0 && t.slots[i].e.Load() == e {
+	if i := t.find(e.Key, e.Hash); i >= 0 && t.slots[i].e.Load() == e {
 		c.writerDrain(s)
-		s.removeLocked(t, e.node)
+		s.removeLocked(t, &e.Node)
 		s.c.expirations++
 	}
 	s.mu.Unlock()
@@ -382,24 +433,27 @@ func (c *Cache[K, V]) set(key K, value V, cost int64, ttl time.Duration) bool {
 	if ttl > 0 {
 		expire = c.cfg.Now().Add(ttl).UnixNano()
 	}
-	h := maphash.Comparable(c.seed, key)
+	h := c.hasher.hash(key)
 	s := c.shardOf(h)
 	s.mu.Lock()
 	c.writerDrain(s)
 	s.c.sets++
 	t := s.table.Load()
-	var n *Node[K]
-	if i := t.find(key, h); i >= 0 {
-		n = t.slots[i].e.Load().node // n.slot == i
-		t.slots[i].e.Store(&entry[K, V]{key: key, hash: h, value: value, expire: expire, node: n})
+	e := &entry[K, V]{Node: Node[K]{Key: key, Hash: h, Cost: cost}, value: value, expire: expire}
+	n := &e.Node
+	if i, free := t.lookup(key, h); i >= 0 {
+		// An update: the new entry's node takes the old one's place in
+		// the policy and the heap, then the entry is published.
+		old := &t.slots[i].e.Load().Node
+		old.transplant(n)
+		if n.expiryIdx != 0 {
+			s.expiry[n.expiryIdx-1].n = n
+		}
+		t.replace(e)
 		s.setExpiry(n, expire)
 		s.evicted = s.policy.Update(n, cost, s.evicted[:0])
 	} else {
-		// The node and the entry are separate objects (of different size
-		// classes): the policy rewrites nodes, readers read entries, and
-		// they must not share cache lines.
-		n = &Node[K]{Key: key, Hash: h, Cost: cost}
-		if nt := t.put(&entry[K, V]{key: key, hash: h, value: value, expire: expire, node: n}); nt != t {
+		if nt := t.insert(e, free); nt != t {
 			s.table.Store(nt)
 			t = nt
 		}
@@ -453,7 +507,7 @@ func (s *shard[K, V]) forget(n *Node[K]) {
 
 // Delete removes the entry for key and reports whether there was one.
 func (c *Cache[K, V]) Delete(key K) bool {
-	h := maphash.Comparable(c.seed, key)
+	h := c.hasher.hash(key)
 	s := c.shardOf(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -463,7 +517,7 @@ func (c *Cache[K, V]) Delete(key K) bool {
 		return false
 	}
 	c.writerDrain(s)
-	s.removeLocked(t, t.slots[i].e.Load().node)
+	s.removeLocked(t, &t.slots[i].e.Load().Node)
 	s.c.deletes++
 	return true
 }
@@ -487,8 +541,8 @@ func (c *Cache[K, V]) Clear() {
 		s.mu.Lock()
 		s.drainReads()
 		s.table.Load().all(func(e *entry[K, V]) {
-			s.policy.Remove(e.node)
-			e.node.gone = true
+			s.policy.Remove(&e.Node)
+			e.gone = true
 		})
 		s.table.Store(newTable[K, V](initialTableEntries))
 		clear(s.expiry)
@@ -505,7 +559,9 @@ func (c *Cache[K, V]) Sweep() int {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		c.writerDrain(s)
+		if !c.maintained.Load() {
+			s.drainReads()
+		}
 		now := c.cfg.Now().UnixNano()
 		t := s.table.Load()
 		for range c.cfg.SweepLimit {

@@ -51,24 +51,27 @@ func checkInvariants[K comparable, V any](t *testing.T, c *Cache[K, V]) {
 				continue
 			case e == tab.tomb:
 				tombs++
+				if tab.slots[(j+1)%len(tab.slots)].e.Load() == nil {
+					t.Errorf("shard %d: tombstone before an empty slot at %d", i, j)
+				}
 				continue
 			}
 			live++
-			if e.node.Key != e.key || e.node.Hash != e.hash || e.node.gone || tab.slots[j].hash.Load() != e.hash {
-				t.Errorf("shard %d: entry %v has node %+v", i, e.key, e.node)
+			if e.gone || tab.slots[j].hash.Load() != e.Hash {
+				t.Errorf("shard %d: entry %v has node %+v", i, e.Key, e.Node)
 			}
-			if tab.find(e.key, e.hash) != j || int(e.node.slot) != j {
-				t.Errorf("shard %d: entry %v not found where it is", i, e.key)
+			if tab.find(e.Key, e.Hash) != j || int(e.slot) != j {
+				t.Errorf("shard %d: entry %v not found where it is", i, e.Key)
 			}
-			cost += e.node.Cost
+			cost += e.Cost
 			if e.expire != 0 {
 				withTTL++
-				if k := int(e.node.expiryIdx) - 1; k < 0 || s.expiry[k].n != e.node || s.expiry[k].at != e.expire {
-					t.Errorf("shard %d: entry %v not in the expiry heap at its time", i, e.key)
+				if k := int(e.expiryIdx) - 1; k < 0 || s.expiry[k].n != &e.Node || s.expiry[k].at != e.expire {
+					t.Errorf("shard %d: entry %v not in the expiry heap at its time", i, e.Key)
 				}
 			}
 		}
-		if live != tab.live || live+tombs != tab.used || tab.used*2 > len(tab.slots) {
+		if live != tab.live || live+tombs != tab.used || tab.used*tableMaxLoadDen > len(tab.slots)*tableMaxLoadNum {
 			t.Errorf("shard %d: %d live, %d tombstones; table says %d live, %d used of %d", i, live, tombs, tab.live, tab.used, len(tab.slots))
 		}
 		if s.policy.Len() != live {
@@ -365,12 +368,24 @@ func TestStatsCountEveryOperation(t *testing.T) {
 }
 
 // TestReadBufferKeepsThePolicyExact checks that, without concurrency and
-// with one read buffer (as with GOMAXPROCS 1), buffered hits reach the
-// policy in order and before any other call: through the Cache, an LRU
-// evicts exactly as the bare policy does.
+// with one read buffer (as with GOMAXPROCS 1) or several, buffered hits
+// reach the policy in order and before any other call: through the Cache,
+// an LRU evicts exactly as the bare policy does.
 func TestReadBufferKeepsThePolicyExact(t *testing.T) {
+	for _, stripes := range []int{1, 4, 16} {
+		t.Run(fmt.Sprint(stripes), func(t *testing.T) { testReadBufferExact(t, stripes) })
+	}
+}
+
+// testReadBufferExact is TestReadBufferKeepsThePolicyExact with the given
+// number of read buffers per shard.
+func testReadBufferExact(t *testing.T, stripes int) {
 	c := mustNew(t, Config[int, int]{MaxEntries: 64, Policy: PolicyLRU, Shards: 1})
-	c.shards[0].reads = c.shards[0].reads[:1]
+	s := &c.shards[0]
+	s.reads = make([]readBuffer[int], stripes)
+	for j := range s.reads {
+		s.reads[j].bit = 1 << j
+	}
 	p := NewLRU[int](Limits{MaxEntries: 64})
 	nodes := map[int]*Node[int]{}
 	r := rand.New(rand.NewPCG(3, 4))

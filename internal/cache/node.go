@@ -92,3 +92,27 @@ func (l *list[K]) moveToBack(n *Node[K]) {
 	last.next = n
 	l.root.prev = n
 }
+
+// transplant puts nn in the place of n in its policy: nn takes n's links,
+// queue, counters and cost, n's neighbours (or its list's sentinel) point
+// to nn, and n is marked gone. The Cache uses it when an update publishes a
+// new entry, whose embedded node replaces the old entry's; the policy then
+// sees one node that stayed where it was. The caller holds the shard's
+// mutex and fixes any other reference to n (the expiry heap).
+func (n *Node[K]) transplant(nn *Node[K]) {
+	nn.Cost = n.Cost
+	nn.prev, nn.next = n.prev, n.next
+	nn.bucket = n.bucket
+	nn.expiryIdx = n.expiryIdx
+	nn.slot = n.slot
+	nn.queue = n.queue
+	nn.freq = n.freq
+	nn.rejected = n.rejected
+	if nn.prev != nil {
+		nn.prev.next = nn
+		nn.next.prev = nn
+	}
+	n.prev, n.next, n.bucket = nil, nil, nil
+	n.expiryIdx = 0
+	n.gone = true
+}

@@ -9,17 +9,23 @@ import "sync/atomic"
 // Readers load the table pointer, then slots, with atomic loads only: they
 // never write shared memory and never wait. A slot holds nil (never used,
 // ends a probe), the table's tombstone (a deleted entry, probes go on) or an
-// entry. Entries are never modified after they are published: an update
-// stores a new entry in the same slot. When used slots (live plus
-// tombstones) pass half of the capacity, the writer copies the live entries
-// into a fresh table and publishes it; readers still on the old one see a
-// consistent, slightly stale snapshot. The table is sized at four to eight
-// times its live entries and rebuilt when half of it is used (at 3/4 the
-// probes through tombstones made writes 15 % slower): probes are linear and
-// the hashes sit beside the pointers, so a probe of a few slots reads one
-// or two cache lines. A cache that inserts and evicts at a steady rate
-// rebuilds a shard's table once per quarter-table of inserts, amortized
-// O(1).
+// entry. Entries are never modified after they are published, except for
+// their policy node's fields, which readers do not read: an update stores a
+// new entry in the same slot. A delete leaves a tombstone only where a probe
+// could need to pass it: if the next slot is nil, the slot and the
+// tombstones just before it become nil again, so that at a steady rate of
+// inserts and evictions tombstones do not pile up. When used slots (live
+// plus tombstones) pass tableMaxLoad of the capacity, the writer copies the
+// live entries into a fresh table of two to four slots per entry and
+// publishes it; readers still on the old one see a consistent, slightly
+// stale snapshot.
+//
+// Sizing: a slot is 16 bytes (the key's hash beside the entry pointer, so
+// that a probe passes other keys without dereferencing their entries), four
+// to a cache line; at a load of 1/4 to 5/8 a successful probe reads one
+// line and a missing key one or two. The table used to be sized at four to
+// eight slots per entry: twice the memory, and lookups of cold keys missed
+// the CPU caches more often.
 type table[K comparable, V any] struct {
 	slots []slot[K, V]
 	mask  uint64
@@ -28,9 +34,17 @@ type table[K comparable, V any] struct {
 	tomb  *entry[K, V]
 }
 
+// Table load bounds: a table is rebuilt when used slots exceed
+// tableMaxLoadNum/tableMaxLoadDen of it, into one of tableSlotsPerEntry
+// slots per live entry rounded up to a power of two.
+const (
+	tableMaxLoadNum    = 5
+	tableMaxLoadDen    = 8
+	tableSlotsPerEntry = 2
+)
+
 // slot is one place of a table: an entry pointer and, beside it on the same
-// cache line, the full hash of its key, so that a probe passes other keys
-// without dereferencing their entries. A writer filling a slot stores the
+// cache line, the full hash of its key. A writer filling a slot stores the
 // hash before the pointer; a reader loads the pointer first, so a reader
 // that sees a new entry sees its hash, and a reader that pairs an old entry
 // with a new hash still compares the entry's key before using it.
@@ -39,21 +53,22 @@ type slot[K comparable, V any] struct {
 	e    atomic.Pointer[entry[K, V]]
 }
 
-// entry is a published key-value pair. Its fields never change; node
-// points to the key's policy node, which lives as long as the key is
-// resident and is only touched under the shard's mutex. The node records
-// the entry's slot (Node.slot), so that evicting it needs no probe.
+// entry is a published key-value pair together with its policy node: one
+// allocation per stored key. Key, Hash, value and expire never change after
+// the entry is published; the embedded Node's other fields belong to the
+// policy and are only touched under the shard's mutex (readers do not read
+// them). An update publishes a new entry and moves the policy's links to
+// its node (see Node.transplant). The node records the entry's slot
+// (Node.slot), so that evicting it needs no probe.
 type entry[K comparable, V any] struct {
-	key    K
-	hash   uint64
+	Node[K]
 	value  V
 	expire int64 // Unix nanoseconds; 0: never
-	node   *Node[K]
 }
 
 // newTable returns an empty table with room for about n entries.
 func newTable[K comparable, V any](n int) *table[K, V] {
-	size := ceilPow2(uint64(max(n, 4)) * 4)
+	size := ceilPow2(uint64(max(n, 4)) * tableSlotsPerEntry)
 	return &table[K, V]{
 		slots: make([]slot[K, V], size),
 		mask:  size - 1,
@@ -70,7 +85,7 @@ func (t *table[K, V]) get(key K, hash uint64) *entry[K, V] {
 		if e == nil {
 			return nil
 		}
-		if sl.hash.Load() == hash && e != t.tomb && e.key == key {
+		if sl.hash.Load() == hash && e != t.tomb && e.Key == key {
 			return e
 		}
 	}
@@ -78,58 +93,75 @@ func (t *table[K, V]) get(key K, hash uint64) *entry[K, V] {
 
 // find returns the slot of key, or -1. Writers only.
 func (t *table[K, V]) find(key K, hash uint64) int {
+	i, _ := t.lookup(key, hash)
+	return i
+}
+
+// lookup returns the slot of key, or -1 and the slot where key would be
+// inserted (the first tombstone or nil slot of its probe). Writers only.
+func (t *table[K, V]) lookup(key K, hash uint64) (found, free int) {
+	free = -1
 	for i := hash & t.mask; ; i = (i + 1) & t.mask {
 		sl := &t.slots[i]
 		e := sl.e.Load()
 		if e == nil {
-			return -1
-		}
-		if sl.hash.Load() == hash && e != t.tomb && e.key == key {
-			return int(i)
-		}
-	}
-}
-
-// put stores e, replacing the entry of the same key if there is one, and
-// returns the table to use from now on (a new one if this one was too
-// full). Writers only; the caller publishes the returned table.
-func (t *table[K, V]) put(e *entry[K, V]) *table[K, V] {
-	free := -1
-	for i := e.hash & t.mask; ; i = (i + 1) & t.mask {
-		cur := t.slots[i].e.Load()
-		if cur == nil {
 			if free < 0 {
 				free = int(i)
-				t.used++
 			}
-			break
+			return -1, free
 		}
-		if cur == t.tomb {
+		if e == t.tomb {
 			if free < 0 {
 				free = int(i)
 			}
 			continue
 		}
-		if t.slots[i].hash.Load() == e.hash && cur.key == e.key {
-			t.slots[i].e.Store(e)
-			e.node.slot = int32(i)
-			return t
+		if sl.hash.Load() == hash && e.Key == key {
+			return int(i), -1
 		}
 	}
-	t.slots[free].hash.Store(e.hash)
-	t.slots[free].e.Store(e)
-	e.node.slot = int32(free)
+}
+
+// insert stores e, whose key t does not hold, in slot free (from lookup)
+// and returns the table to use from now on (a new one if this one was too
+// full). Writers only; the caller publishes the returned table.
+func (t *table[K, V]) insert(e *entry[K, V], free int) *table[K, V] {
+	sl := &t.slots[free]
+	if sl.e.Load() == nil {
+		t.used++
+	}
+	sl.hash.Store(e.Hash)
+	sl.e.Store(e)
+	e.slot = int32(free)
 	t.live++
-	if t.used*2 > len(t.slots) {
+	if t.used*tableMaxLoadDen > len(t.slots)*tableMaxLoadNum {
 		return t.rebuild()
 	}
 	return t
 }
 
+// replace stores e in the slot of the entry it replaces, which holds the
+// same key. Writers only.
+func (t *table[K, V]) replace(e *entry[K, V]) {
+	t.slots[e.slot].e.Store(e)
+}
+
 // remove deletes the entry of node n, which must be in t. Writers only.
 func (t *table[K, V]) remove(n *Node[K]) {
-	t.slots[n.slot].e.Store(t.tomb)
+	i := uint64(n.slot)
 	t.live--
+	if t.slots[(i+1)&t.mask].e.Load() != nil {
+		t.slots[i].e.Store(t.tomb)
+		return
+	}
+	// Nothing follows: no probe needs to pass this slot, nor the
+	// tombstones right before it.
+	t.slots[i].e.Store(nil)
+	t.used--
+	for j := (i - 1) & t.mask; t.slots[j].e.Load() == t.tomb; j = (j - 1) & t.mask {
+		t.slots[j].e.Store(nil)
+		t.used--
+	}
 }
 
 // rebuild returns a fresh table holding the live entries.
@@ -137,13 +169,13 @@ func (t *table[K, V]) rebuild() *table[K, V] {
 	nt := newTable[K, V](t.live)
 	for i := range t.slots {
 		if e := t.slots[i].e.Load(); e != nil && e != t.tomb {
-			j := e.hash & nt.mask
+			j := e.Hash & nt.mask
 			for nt.slots[j].e.Load() != nil {
 				j = (j + 1) & nt.mask
 			}
-			nt.slots[j].hash.Store(e.hash)
+			nt.slots[j].hash.Store(e.Hash)
 			nt.slots[j].e.Store(e)
-			e.node.slot = int32(j)
+			e.slot = int32(j)
 			nt.live++
 			nt.used++
 		}
