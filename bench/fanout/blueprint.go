@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/nats-io/nats.go"
@@ -23,18 +24,22 @@ import (
 
 // serveBlueprint runs the Blueprint side as its own process: the embedded
 // NATS broker, one Registry, one Router and one Hub — the real realtime
-// components — behind an HTTP server with three endpoints:
+// components — behind an HTTP server with these endpoints:
 //
-//	GET  /sse?user=N            the hub's SSE stream for user N
-//	POST /broadcast?users=N     body = event data; Router.Send to users 1..N
-//	GET  /ready?users=N         204 once the registry routes every user 1..N
+//	GET  /sse?user=N[&channel=C] the hub's SSE stream for user N, subscribed to channel C
+//	POST /broadcast?users=N      body = event data; Router.Send to users 1..N
+//	POST /publish?channel=C      body = event data; one Router.Broadcast to channel C
+//	GET  /ready?users=N[&channel=C] 204 once the registry routes every user 1..N
+//	                             (or N streams are subscribed to C)
 //
 // It prints "listening <addr>" on stdout when it accepts connections and
 // runs until SIGTERM.
-func serveBlueprint(users int) error {
+//
+// With FANOUT_CPUPROFILE=path it writes a CPU profile to path.<mode>.
+func serveBlueprint(users int, mode string) error {
 	raiseFDLimit()
 	if path := os.Getenv("FANOUT_CPUPROFILE"); path != "" {
-		f, err := os.Create(path)
+		f, err := os.Create(path + "." + mode)
 		if err != nil {
 			return err
 		}
@@ -81,6 +86,7 @@ func serveBlueprint(users int) error {
 		return err
 	}
 
+	var subscribed atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /sse", func(w http.ResponseWriter, r *http.Request) {
 		user, err := strconv.ParseInt(r.URL.Query().Get("user"), 10, 64)
@@ -88,9 +94,34 @@ func serveBlueprint(users int) error {
 			http.Error(w, "bad user", http.StatusBadRequest)
 			return
 		}
-		if err := hub.Serve(w, r, user, nil); err != nil {
+		var backlog realtime.Backlog
+		if ch := r.URL.Query().Get("channel"); ch != "" {
+			// As the notification stream does: the backlog subscribes
+			// the connection to its channels.
+			backlog = func(ctx context.Context, _ int64, _ string) ([]realtime.Message, error) {
+				err := realtime.SessionFrom(ctx).SetChannels(ctx, func(context.Context, int64) ([]string, error) { return []string{ch}, nil })
+				if err == nil {
+					subscribed.Add(1)
+				}
+				return nil, err
+			}
+		}
+		if err := hub.Serve(w, r, user, backlog); err != nil {
 			http.Error(w, errs.Message(err), errs.HTTPStatus(err))
 		}
+	})
+	mux.HandleFunc("POST /publish", func(w http.ResponseWriter, r *http.Request) {
+		data, err := io.ReadAll(io.LimitReader(r.Body, realtime.MaxDataBytes))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		msg := realtime.Message{Event: "bench", Data: json.RawMessage(data)}
+		if err := router.Broadcast(r.Context(), r.URL.Query().Get("channel"), msg); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("POST /broadcast", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("users"))
@@ -113,6 +144,14 @@ func serveBlueprint(users int) error {
 	})
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("users"))
+		if r.URL.Query().Get("channel") != "" {
+			if got := subscribed.Load(); got < int64(n) {
+				http.Error(w, fmt.Sprintf("%d of %d streams subscribed", got, n), http.StatusServiceUnavailable)
+				return
+			}
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 		missing := 0
 		for u := 1; u <= n; u++ {
 			if len(reg.Lookup(int64(u))) == 0 {

@@ -1,8 +1,9 @@
 // Command fanout measures broadcast fan-out to many live SSE subscribers:
 // Blueprint's internal/realtime (Hub + Registry + Router on the embedded
-// NATS broker, one Router.Send per user) next to Centrifugo v6 (one publish
-// to a channel every client is subscribed to), both driven by the same load
-// generator in the same run. See README.md.
+// NATS broker) — one Router.Broadcast to a channel every stream is
+// subscribed to, and, as a second row, one Router.Send per user — next to
+// Centrifugo v6 (one publish to a channel every client is subscribed to),
+// all driven by the same load generator in the same run. See README.md.
 package main
 
 import (
@@ -25,16 +26,17 @@ import (
 
 func main() {
 	role := flag.String("role", "", "internal: blueprint-server")
+	mode := flag.String("mode", "", "internal: the blueprint server's scenario (names its CPU profile)")
 	n := flag.Int("n", 10000, "SSE subscribers")
 	msgs := flag.Int("msgs", 100, "broadcast messages in the steady phase")
 	rate := flag.Float64("rate", 10, "steady-phase messages per second")
 	burst := flag.Int("burst", 20, "messages published back to back after the steady phase (throughput)")
 	par := flag.Int("par", 200, "connections opened at a time")
 	cfBin := flag.String("centrifugo", "centrifugo", "Centrifugo binary")
-	only := flag.String("only", "", "run only blueprint or centrifugo")
+	only := flag.String("only", "", "comma-separated subset of: broadcast (Blueprint, one Router.Broadcast), peruser (Blueprint, one Router.Send per user), centrifugo")
 	flag.Parse()
 	if *role == "blueprint-server" {
-		if err := serveBlueprint(*n); err != nil {
+		if err := serveBlueprint(*n, *mode); err != nil {
 			fmt.Fprintln(os.Stderr, "fanout server:", err)
 			os.Exit(1)
 		}
@@ -72,24 +74,31 @@ func run(n, msgs int, rate float64, burst, par int, cfBin, only string) error {
 	}
 	var results []result
 
-	if only == "" || only == "blueprint" {
-		r, err := runBlueprint(n, msgs, rate, burst, par)
-		if err != nil {
-			return fmt.Errorf("blueprint: %w", err)
+	want := func(s string) bool { return only == "" || slices.Contains(strings.Split(only, ","), s) }
+	// The like-for-like pair first, one right after the other; the
+	// per-user row last.
+	for _, scenario := range []string{"broadcast", "centrifugo", "peruser"} {
+		if !want(scenario) {
+			continue
 		}
-		results = append(results, r)
-	}
-	if only == "" || only == "centrifugo" {
+		if scenario != "centrifugo" {
+			r, err := runBlueprint(n, msgs, rate, burst, par, scenario)
+			if err != nil {
+				return fmt.Errorf("blueprint %s: %w", scenario, err)
+			}
+			results = append(results, r)
+			continue
+		}
 		bin, err := exec.LookPath(cfBin)
 		if err != nil {
 			fmt.Printf("Centrifugo is missing (%v): install it with `go install github.com/centrifugal/centrifugo/v6@v6.9.1`; Blueprint alone below\n", err)
-		} else {
-			r, err := runCentrifugo(bin, n, msgs, rate, burst, par)
-			if err != nil {
-				return fmt.Errorf("centrifugo: %w", err)
-			}
-			results = append(results, r)
+			continue
 		}
+		r, err := runCentrifugo(bin, n, msgs, rate, burst, par)
+		if err != nil {
+			return fmt.Errorf("centrifugo: %w", err)
+		}
+		results = append(results, r)
 	}
 	load2, _ := os.ReadFile("/proc/loadavg")
 	printTable(results)
@@ -135,12 +144,15 @@ func stopServer(cmd *exec.Cmd) {
 	}
 }
 
-func runBlueprint(n, msgs int, rate float64, burst, par int) (result, error) {
+// runBlueprint measures Blueprint in mode "broadcast" (every stream
+// subscribed to channel "news", one Router.Broadcast per message) or
+// "peruser" (one Router.Send per user per message).
+func runBlueprint(n, msgs int, rate float64, burst, par int, mode string) (result, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return result{}, err
 	}
-	cmd, out, err := startServer([]string{self, "-role", "blueprint-server", "-n", strconv.Itoa(n)})
+	cmd, out, err := startServer([]string{self, "-role", "blueprint-server", "-mode", mode, "-n", strconv.Itoa(n)})
 	if err != nil {
 		return result{}, err
 	}
@@ -152,27 +164,31 @@ func runBlueprint(n, msgs int, rate float64, burst, par int) (result, error) {
 	go io.Copy(io.Discard, out)
 	base := "http://" + strings.TrimSpace(strings.TrimPrefix(line, "listening "))
 	api := &http.Client{Transport: newTransport(), Timeout: 60 * time.Second}
+	sse, pub, ready, name := "/sse?user=", "/broadcast?users="+strconv.Itoa(n), "/ready?users="+strconv.Itoa(n), "Blueprint per-user"
+	if mode == "broadcast" {
+		sse, pub, ready, name = "/sse?channel=news&user=", "/publish?channel=news", ready+"&channel=news", "Blueprint broadcast"
+	}
 	t := &target{
-		name: "Blueprint",
+		name: name,
 		pid:  cmd.Process.Pid,
-		url:  func(i int) string { return base + "/sse?user=" + strconv.Itoa(i+1) },
+		url:  func(i int) string { return base + sse + strconv.Itoa(i+1) },
 		publish: func(ctx context.Context, data []byte) error {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/broadcast?users="+strconv.Itoa(n), strings.NewReader(string(data)))
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+pub, strings.NewReader(string(data)))
 			resp, err := api.Do(req)
 			if err != nil {
 				return err
 			}
 			defer resp.Body.Close()
 			b, _ := io.ReadAll(resp.Body)
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("broadcast: %d %s", resp.StatusCode, b)
+			if resp.StatusCode/100 != 2 {
+				return fmt.Errorf("publish: %d %s", resp.StatusCode, b)
 			}
 			return nil
 		},
 		ready: func(ctx context.Context) error {
 			deadline := time.Now().Add(30 * time.Second)
 			for {
-				resp, err := api.Get(base + "/ready?users=" + strconv.Itoa(n))
+				resp, err := api.Get(base + ready)
 				if err == nil {
 					b, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
@@ -189,7 +205,10 @@ func runBlueprint(n, msgs int, rate float64, burst, par int) (result, error) {
 		},
 	}
 	r, err := measure(t, n, msgs, rate, burst, par)
-	r.note = "one Router.Send per user (10k NATS messages per broadcast)"
+	r.note = "one Router.Send per user (one NATS message per subscriber per broadcast)"
+	if mode == "broadcast" {
+		r.note = "one Router.Broadcast to channel \"news\" (one NATS message per broadcast)"
+	}
 	if resp, err := api.Get(base + "/stats"); err == nil {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()

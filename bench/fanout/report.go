@@ -20,21 +20,33 @@ func printTable(rs []result) {
 	for _, r := range rs {
 		fmt.Printf("%s: %s\n", r.name, r.note)
 	}
-	if len(rs) == 2 {
-		a, b := rs[0], rs[1]
-		ratio := func(x, y float64) string {
-			if y == 0 {
-				return "n/a"
-			}
-			return fmt.Sprintf("%.2f×", x/y)
+	var cf *result
+	for i := range rs {
+		if rs[i].name == "Centrifugo" {
+			cf = &rs[i]
 		}
+	}
+	if cf == nil {
+		return
+	}
+	ratio := func(x, y float64) string {
+		if y == 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2f×", x/y)
+	}
+	for _, a := range rs {
+		if a.name == cf.name {
+			continue
+		}
+		b := *cf
 		fmt.Println()
-		fmt.Println("ratios Blueprint/Centrifugo (latency: lower is better; throughput: higher is better):")
+		fmt.Printf("ratios %s/Centrifugo (latency: lower is better; throughput: higher is better):\n", a.name)
 		fmt.Printf("  p50 %s, p99 %s, p99.9 %s, steady deliveries/s %s, burst deliveries/s %s, peak RSS %s\n",
 			ratio(float64(a.p50), float64(b.p50)), ratio(float64(a.p99), float64(b.p99)),
 			ratio(float64(a.p999), float64(b.p999)), ratio(a.steadyRate, b.steadyRate),
 			ratio(a.burstRate, b.burstRate), ratio(float64(a.hwmKB), float64(b.hwmKB)))
-		fmt.Printf("  goal p99 ≤ 100 ms: %v; p99 within 1.2× of Centrifugo: %v\n",
-			a.p99 <= 100*time.Millisecond, b.p99 > 0 && float64(a.p99) <= 1.2*float64(b.p99))
+		fmt.Printf("  goal p99 ≤ 100 ms: %v; p99 within 1.2× of Centrifugo: %v; nothing lost: %v\n",
+			a.p99 <= 100*time.Millisecond, b.p99 > 0 && float64(a.p99) <= 1.2*float64(b.p99), a.delivered == a.expected)
 	}
 }

@@ -16,7 +16,8 @@ import (
 )
 
 // startNotify starts the notification service: the connection registry
-// and router of the real-time dispatcher (on the broker's core NATS), the
+// and router of the real-time dispatcher (on the broker's core NATS; the
+// router also broadcasts new uploads on the creators' channels), the
 // "notify" event consumer, the delivery loops (live, fan-out, email,
 // push, digests) in the background, and a module that gives every
 // frontend instance its own live-connection hub and the notification API
@@ -171,8 +172,8 @@ var notifyPage = template.Must(template.New("notify").Parse(`<!doctype html><met
 <h1>Notifications — this process</h1>
 <p>Email: <b>{{.Email}}</b><br>Web Push: <b>{{.Push}}</b><br>Links start with {{.LinkBase}}</p>
 <h2>Live connections held here</h2>
-<table><tr><th>instance</th><th>ID</th><th>users</th><th>connections</th><th>delivered</th><th>dropped</th><th>refused</th></tr>
-{{range .Hubs}}<tr><td>{{.Name}}</td><td>{{.ID}}</td><td>{{.Users}}</td><td>{{.Connections}}</td><td>{{.Delivered}}</td><td>{{.Dropped}}</td><td>{{.Refused}}</td></tr>{{end}}</table>
+<table><tr><th>instance</th><th>ID</th><th>users</th><th>connections</th><th>channels</th><th>delivered</th><th>dropped</th><th>refused</th></tr>
+{{range .Hubs}}<tr><td>{{.Name}}</td><td>{{.ID}}</td><td>{{.Users}}</td><td>{{.Connections}}</td><td>{{.Channels}}</td><td>{{.Delivered}}</td><td>{{.Dropped}}</td><td>{{.Refused}}</td></tr>{{end}}</table>
 <h2>Connection registry (all instances)</h2>
 <table><tr><th>instance</th><th>ID</th><th>users</th><th>expires</th></tr>
 {{range .Registry}}<tr><td>{{.Name}}</td><td>{{.ID}}</td><td>{{.Users}}</td><td>{{.Expires.Format "15:04:05"}}</td></tr>{{end}}</table>

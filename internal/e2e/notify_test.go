@@ -184,6 +184,7 @@ type notifyStatus struct {
 	Hubs []struct {
 		ID          string
 		Connections int
+		Channels    int
 		Delivered   int64
 		Dropped     int64
 	}
@@ -239,12 +240,14 @@ func pidOf(instance string) int {
 // gateway. A user whose stream is held by the second process gets her
 // notification there, a user on the first gets his on the first, and each
 // message is published to exactly one instance — nobody receives a
-// message for a user it does not hold. When the second process stops,
-// the registry forgets its instance.
+// message for a user it does not hold. When both follow a creator while
+// connected, their streams are resubscribed to the creator's channel, and
+// the creator's upload reaches both live as one broadcast. When the second
+// process stops, the registry forgets its instance.
 func TestRealtimeRoutedAcrossProcesses(t *testing.T) {
 	feA, feB, adminB := freeAddr(t), freeAddr(t), freeAddr(t)
 	p := startPlatform(t, func(c *config.Config) {
-		c.Roles = []string{"gateway", "frontend", "broker", "origin"}
+		c.Roles = []string{"gateway", "frontend", "broker", "origin", "worker"} // worker: transcodes the upload
 		c.Broker.Addr = "127.0.0.1:0"
 		c.Frontend.Instances = 1
 		c.Frontend.Addr = feA
@@ -339,6 +342,54 @@ func TestRealtimeRoutedAcrossProcesses(t *testing.T) {
 		if len(st.Hubs) != 1 || st.Hubs[0].ID != want || st.Hubs[0].Connections != 1 || st.Hubs[0].Dropped != 0 {
 			t.Fatalf("hubs at %s: %+v, want only %s", admin, st.Hubs, want)
 		}
+	}
+
+	// Alice and bob follow carol while connected: each process's hub
+	// subscribes to carol's channel; her upload is one broadcast that
+	// reaches both.
+	carolID := follow(ctx, t, alice, carol)
+	follow(ctx, t, bob, carol)
+	for _, admin := range []string{adminA, adminBURL} {
+		for {
+			var st notifyStatus
+			adminJSON(t, admin, "/notify.json", &st)
+			if len(st.Hubs) == 1 && st.Hubs[0].Channels == 1 {
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("hubs at %s never subscribed to carol's channel: %+v", admin, st.Hubs)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	clip := filepath.Join(clipDir(t), "routed.mp4")
+	makeClip(t, clip, 160, 120, 1, false)
+	up, err := carol.Upload(ctx, clip, client.UploadOptions{Title: "Two frontends"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := carol.WaitReady(ctx, up.VideoID, 200*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	var broadcastID string
+	for name, s := range map[string]*client.Stream{"alice": sa, "bob": sb} {
+		n, unread, err := s.WaitNotification()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if n.Title != "carol uploaded a new video" || n.ActorID != carolID || unread != 2 {
+			t.Fatalf("%s got %+v (unread %d)", name, n, unread)
+		}
+		if broadcastID != "" && n.ID != broadcastID {
+			t.Fatalf("two live notifications for one upload: %s and %s", broadcastID, n.ID)
+		}
+		broadcastID = n.ID
+	}
+	broadcasts := metric(t, adminA, "blueprint_realtime_broadcasts_total") + metric(t, adminBURL, "blueprint_realtime_broadcasts_total")
+	routed = metric(t, adminA, "blueprint_realtime_routed_messages_total") + metric(t, adminBURL, "blueprint_realtime_routed_messages_total")
+	dropped = metric(t, adminA, "blueprint_realtime_dropped_messages_total") + metric(t, adminBURL, "blueprint_realtime_dropped_messages_total")
+	if broadcasts != 1 || routed != 2 || dropped != 0 {
+		t.Fatalf("upload: %v broadcasts (want 1), %v routed (want still 2), %v dropped", broadcasts, routed, dropped)
 	}
 
 	// Process B stops: alice's stream ends and A's registry forgets B.

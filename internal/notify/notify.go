@@ -102,7 +102,7 @@ const ConsumerName = "notify"
 
 // EventKinds are the domain events the service consumes.
 func EventKinds() []string {
-	return []string{"video.ready", "video.failed", "comment.created", "user.followed"}
+	return []string{"video.ready", "video.failed", "comment.created", "user.followed", "user.unfollowed"}
 }
 
 // Config configures the service. Zero values take the defaults in brackets.
@@ -338,6 +338,11 @@ func (s *Service) Handle(ctx context.Context, tx *sql.Tx, e outbox.Event) error 
 		err = s.onComment(ctx, tx, e)
 	case "user.followed":
 		err = s.onFollow(ctx, tx, e)
+		// The follower's open streams take the new creator's channel.
+		s.resyncLive(ctx, e)
+	case "user.unfollowed":
+		s.resyncLive(ctx, e)
+		return nil
 	default:
 		return nil
 	}
@@ -364,6 +369,9 @@ type draft struct {
 	user, actor, subject int64
 	typ, dedup           string
 	body                 body
+	// liveByChannel: the live hint goes out as one broadcast for all
+	// recipients (new uploads, see live.go), not as a notify_live row.
+	liveByChannel bool
 }
 
 func (s *Service) onVideo(ctx context.Context, tx *sql.Tx, e outbox.Event) error {
@@ -537,7 +545,7 @@ func (s *Service) create(ctx context.Context, tx *sql.Tx, d draft) (bool, error)
 		s.m.decisions.WithLabelValues(d.typ, "deduplicated").Inc()
 		return false, nil
 	}
-	if web {
+	if web && !d.liveByChannel {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO notify_live(notification_id, user_id) VALUES (?, ?)`, id, d.user); err != nil {
 			return false, err
 		}
@@ -576,6 +584,12 @@ func (s *Service) create(ctx context.Context, tx *sql.Tx, d draft) (bool, error)
 func (s *Service) fanoutOnce(ctx context.Context) (bool, error) {
 	more := false
 	created := 0
+	// Set when this step finished a job that created notifications: its
+	// live hint is one broadcast, sent after the commit.
+	var finished *struct {
+		actor, subject int64
+		body           body
+	}
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var id, actor, subject, cursor int64
 		var typ, rawBody string
@@ -587,8 +601,9 @@ func (s *Service) fanoutOnce(ctx context.Context) (bool, error) {
 		if err != nil {
 			return err
 		}
-		var b body
-		json.Unmarshal([]byte(rawBody), &b)
+		var job fanoutJob
+		json.Unmarshal([]byte(rawBody), &job)
+		b := job.body
 		rows, err := tx.QueryContext(ctx, `SELECT follower_id FROM follows WHERE followee_id = ? AND follower_id > ? ORDER BY follower_id LIMIT ?`,
 			actor, cursor, s.cfg.FanoutPage)
 		if err != nil {
@@ -612,7 +627,7 @@ func (s *Service) fanoutOnce(ctx context.Context) (bool, error) {
 				continue
 			}
 			ok, err := s.create(ctx, tx, draft{user: f, actor: actor, subject: subject, typ: typ,
-				dedup: "upload:" + strconv.FormatInt(subject, 10), body: b})
+				dedup: uploadKey(subject), body: b, liveByChannel: typ == TypeNewUpload})
 			if err != nil {
 				return err
 			}
@@ -620,17 +635,33 @@ func (s *Service) fanoutOnce(ctx context.Context) (bool, error) {
 				created++
 			}
 		}
+		createdAny := job.Created || created > 0
 		if len(followers) < s.cfg.FanoutPage {
 			_, err = tx.ExecContext(ctx, `DELETE FROM notify_fanout WHERE id = ?`, id)
 			more = true // look for the next job
+			if err == nil && createdAny && typ == TypeNewUpload {
+				finished = &struct {
+					actor, subject int64
+					body           body
+				}{actor, subject, b}
+			}
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE notify_fanout SET cursor = ? WHERE id = ?`, followers[len(followers)-1], id)
+		if createdAny && !job.Created {
+			job.Created = true
+			jb, _ := json.Marshal(job)
+			_, err = tx.ExecContext(ctx, `UPDATE notify_fanout SET cursor = ?, body = ? WHERE id = ?`, followers[len(followers)-1], string(jb), id)
+		} else {
+			_, err = tx.ExecContext(ctx, `UPDATE notify_fanout SET cursor = ? WHERE id = ?`, followers[len(followers)-1], id)
+		}
 		more = true
 		return err
 	})
 	if err != nil {
 		return false, err
+	}
+	if finished != nil {
+		s.broadcastUpload(ctx, finished.actor, finished.subject, finished.body)
 	}
 	if created > 0 {
 		s.m.fanout.Add(float64(created))
@@ -704,10 +735,13 @@ func unreadMessage(unread int) realtime.Message {
 // backlogLimit bounds the notifications replayed to a reconnecting client.
 const backlogLimit = 50
 
-// Backlog is the realtime.Backlog of the notification stream: the unread
-// count first, then the in-app notifications newer than lastEventID (at
-// most 50, oldest first).
+// Backlog is the realtime.Backlog of the notification stream. It first
+// subscribes the stream to the channels of the creators the user follows
+// (live new uploads, see live.go) and sets its unread filter; then it
+// returns the unread count and the in-app notifications newer than
+// lastEventID (at most 50, oldest first).
 func (s *Service) Backlog(ctx context.Context, user int64, lastEventID string) ([]realtime.Message, error) {
+	s.setupLive(ctx, user)
 	unread, err := s.Unread(ctx, user)
 	if err != nil {
 		return nil, err
@@ -728,7 +762,11 @@ func (s *Service) Backlog(ctx context.Context, user int64, lastEventID string) (
 		if err != nil {
 			return out, fmt.Errorf("notify: backlog: %w", err)
 		}
-		out = append(out, liveMessage(n, unread))
+		m := liveMessage(n, unread)
+		if n.Type == TypeNewUpload {
+			m.Key = uploadKey(n.SubjectID) // the upload's broadcast carries the same key
+		}
+		out = append(out, m)
 	}
 	return out, rows.Err()
 }

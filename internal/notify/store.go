@@ -249,6 +249,11 @@ func (s *Service) SetPreferences(ctx context.Context, user int64, p Preferences)
 	if err != nil {
 		return fmt.Errorf("notify: set preferences: %w", err)
 	}
+	if _, ok := p.Types[TypeNewUpload][ChannelWeb]; ok && s.router != nil {
+		// The user's open streams take or drop the channels of the
+		// creators they follow.
+		s.router.Resync(ctx, user)
+	}
 	return nil
 }
 

@@ -299,7 +299,9 @@ func TestResumeFromLastEventID(t *testing.T) {
 		p.hub.mu.Lock()
 		defer p.hub.mu.Unlock()
 		for c := range p.hub.users[7] {
-			return len(c.ch) == 2
+			c.qmu.Lock()
+			defer c.qmu.Unlock()
+			return len(c.q) == 2
 		}
 		return false
 	})
@@ -341,7 +343,7 @@ func TestSlowClientIsDisconnected(t *testing.T) {
 		m.UserID = 1
 		b, _ := json.Marshal(m)
 		h.receive(&nats.Msg{Data: b})
-		<-fast.ch // the fast one keeps up
+		fast.take(nil) // the fast one keeps up
 	}
 	select {
 	case <-slow.kill:

@@ -274,3 +274,60 @@ func (r *Router) Send(ctx context.Context, user int64, msg Message) (int, error)
 	}
 	return n, nil
 }
+
+// Broadcast publishes msg once on the channel's subject. Every hub with a
+// local subscriber of the channel receives it, encodes the event once and
+// writes it to each subscriber; hubs without one do not receive it. msg's
+// UserID is ignored. Delivery is at most once, as for Send: a connection
+// subscribed after the publish, or one that is too slow, misses it.
+func (r *Router) Broadcast(ctx context.Context, channel string, msg Message) error {
+	if err := ValidChannel(channel); err != nil {
+		return err
+	}
+	msg.UserID, msg.Channel = 0, channel
+	if err := msg.validateEvent(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("realtime: encode: %w", err)
+	}
+	if err := r.nc.Publish(subjectChannel+channel, b); err != nil {
+		return fmt.Errorf("realtime: publish to channel %s: %w", channel, err)
+	}
+	r.m.broadcasts.Inc()
+	return nil
+}
+
+// Resync asks every instance holding a connection of user to recompute
+// the channels of the user's connections (their Session's ChannelSource
+// is asked again), e.g. after the user followed or unfollowed someone. It
+// returns the number of instances asked.
+func (r *Router) Resync(ctx context.Context, user int64) (int, error) {
+	if user <= 0 {
+		return 0, fmt.Errorf("%w: user id %d", ErrBadMessage, user)
+	}
+	insts := r.reg.Lookup(user)
+	if len(insts) == 0 {
+		return 0, nil
+	}
+	b, err := json.Marshal(envelope{Message: Message{UserID: user}, Ctl: ctlResync})
+	if err != nil {
+		return 0, fmt.Errorf("realtime: encode: %w", err)
+	}
+	n := 0
+	for _, id := range insts {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		if err := r.nc.Publish(subjectPrefix+id, b); err != nil {
+			return n, fmt.Errorf("realtime: publish to %s: %w", id, err)
+		}
+		n++
+		r.m.resyncs.Inc()
+	}
+	return n, nil
+}
