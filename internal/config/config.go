@@ -47,6 +47,7 @@ type Config struct {
 	Cache     Cache     `yaml:"cache"`
 	ColdStore ColdStore `yaml:"coldstore"`
 	Archive   Archive   `yaml:"archive"`
+	KV        KV        `yaml:"kv"`
 	Social    Social    `yaml:"social"`
 	DNS       DNS       `yaml:"dns"`
 	Search    Search    `yaml:"search"`
@@ -187,6 +188,7 @@ func Default() Config {
 		Cache:     defaultCache(),
 		ColdStore: defaultColdStore(),
 		Archive:   defaultArchive(),
+		KV:        defaultKV(),
 		Social:    defaultSocial(),
 		DNS:       defaultDNS(),
 		Search:    defaultSearch(),
@@ -288,7 +290,7 @@ func (c *Config) Validate() error {
 	if c.Worker.FFmpegThreads < 0 {
 		return keyErr("worker.ffmpeg_threads", "must be 0 (ffmpeg decides) or more")
 	}
-	for _, v := range []interface{ validate() error }{c.Cache, c.ColdStore, c.Archive, c.Social, c.DNS, c.Search, c.Notify, c.Payment, c.Analytics, c.Dispatch} {
+	for _, v := range []interface{ validate() error }{c.Cache, c.ColdStore, c.Archive, c.Social, c.KV, c.DNS, c.Search, c.Notify, c.Payment, c.Analytics, c.Dispatch} {
 		if err := v.validate(); err != nil {
 			return err
 		}

@@ -252,11 +252,14 @@ func TestRealtimeRoutedAcrossProcesses(t *testing.T) {
 		c.Frontend.Instances = 1
 		c.Frontend.Addr = feA
 		c.LB.Backends = []string{"http://" + feA, "http://" + feB}
+		// Two frontend processes on one data directory: the embedded
+		// key-value store belongs to one process, so feeds stay in SQL.
+		c.KV.Feeds, c.KV.Activity = "sql", 0
 	})
 	procB := startProcess(t, p, "frontend-b", "--roles", "frontend", "--queue-url", p.urls.Broker, "--data-dir", p.dir,
 		"--admin-addr", adminB, "--frontend-addr", feB, "--frontend-instances", "1", "--lock-ttl", "2s",
 		// The embedded search index belongs to one process per data directory.
-		"--search-enabled=false")
+		"--search-enabled=false", "--kv-feeds", "sql", "--kv-activity-length", "0")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	healthDeadline := time.Now().Add(time.Minute)

@@ -28,6 +28,7 @@ func (m *Module) Routes(mux *http.ServeMux, instance string) {
 	mux.HandleFunc("DELETE /api/v1/users/{id}/follow", m.follow)
 	mux.HandleFunc("GET /api/v1/users/{id}/stats", m.stats)
 	mux.HandleFunc("GET /api/v1/feed", m.apiFeed)
+	mux.HandleFunc("GET /api/v1/activity", m.apiActivity)
 	mux.HandleFunc("POST /api/v1/videos/{id}/like", m.like)
 	mux.HandleFunc("DELETE /api/v1/videos/{id}/like", m.like)
 	mux.HandleFunc("GET /api/v1/videos/{id}/social", m.videoSocial)

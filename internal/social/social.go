@@ -15,7 +15,13 @@
 // read_merge): items written before the switch stay in feeds, items after
 // it are merged, and the union de-duplicates. Following a fan-out-on-write
 // creator back-fills their ready videos into the new follower's feed in the
-// follow's transaction; unfollowing removes them.
+// follow's transaction; unfollowing removes them (SQLFeed) or reads filter
+// them out (KVFeed).
+//
+// The written items live in a FeedStore: capped per-user lists in the
+// key-value store (KVFeed, the platform's default) or the feed_items table
+// (SQLFeed, the reference). An optional ActivityLog keeps each user's
+// recent follows, likes and comments in the key-value store.
 //
 // Every change writes its event in the same transaction (user.followed,
 // user.unfollowed, comment.created, video.liked) through the outbox.
@@ -57,6 +63,12 @@ type Config struct {
 	// VideoChanged, when set, is called after a like or comment changed a
 	// video's counts (the media cache drops its copy).
 	VideoChanged func(ctx context.Context, video int64)
+	// Feed keeps the materialised feeds; nil is SQLFeed on the service's
+	// database.
+	Feed FeedStore
+	// Activity, when set, records each user's follows, likes and comments
+	// in a capped list (GET /api/v1/activity).
+	Activity *ActivityLog
 }
 
 // IDs issues entity IDs (idgen.Generator does).
@@ -120,6 +132,9 @@ func New(db *sqlstore.DB, ids IDs, cfg Config, logger *slog.Logger, reg promethe
 	if cfg.MaxCommentLength <= 0 {
 		cfg.MaxCommentLength = 2000
 	}
+	if cfg.Feed == nil {
+		cfg.Feed = SQLFeed{DB: db}
+	}
 	s := &Service{db: db, ids: ids, cfg: cfg, logger: logger, now: time.Now, lastComment: map[int64]time.Time{},
 		fanoutRows: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "blueprint", Subsystem: "feed", Name: "fanout_total",
@@ -160,7 +175,9 @@ func (s *Service) Follow(ctx context.Context, follower, followee int64) error {
 	if follower == followee {
 		return errs.E(errs.Invalid, "you cannot follow yourself")
 	}
+	followed := false
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		followed = false
 		if err := userExists(ctx, tx, followee); err != nil {
 			return err
 		}
@@ -186,16 +203,19 @@ func (s *Service) Follow(ctx context.Context, follower, followee int64) error {
 		}
 		if !readMerge {
 			// Back-fill: the creator's ready videos join the new follower's feed.
-			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO feed_items(user_id, video_id, creator_id)
-				SELECT ?, id, user_id FROM videos WHERE user_id = ? AND status = 'ready'`, follower, followee); err != nil {
+			if err := s.cfg.Feed.Followed(ctx, tx, follower, followee); err != nil {
 				return err
 			}
 		}
+		followed = true
 		return outbox.Insert(ctx, tx, "user.followed", followee, map[string]string{"follower_id": idStr(follower), "followee_id": idStr(followee)})
 	})
 	s.changedProfiles(ctx, follower, followee)
 	if err != nil {
 		return fmt.Errorf("social: follow: %w", err)
+	}
+	if followed {
+		s.record(ctx, follower, "follow", followee)
 	}
 	return nil
 }
@@ -217,7 +237,7 @@ func (s *Service) Unfollow(ctx context.Context, follower, followee int64) error 
 		if _, err := tx.ExecContext(ctx, `UPDATE user_stats SET followers = followers - 1 WHERE user_id = ?`, followee); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM feed_items WHERE user_id = ? AND creator_id = ?`, follower, followee); err != nil {
+		if err := s.cfg.Feed.Unfollowed(ctx, tx, follower, followee); err != nil {
 			return err
 		}
 		return outbox.Insert(ctx, tx, "user.unfollowed", followee, map[string]string{"follower_id": idStr(follower), "followee_id": idStr(followee)})
@@ -339,8 +359,7 @@ func (s *Service) FanOut(ctx context.Context, tx *sql.Tx, e outbox.Event) error 
 		s.fanoutRows.WithLabelValues("read").Inc()
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO feed_items(user_id, video_id, creator_id)
-		SELECT follower_id, ?, ? FROM follows WHERE followee_id = ?`, e.SubjectID, creator, creator); err != nil {
+	if err := s.cfg.Feed.FanOut(ctx, tx, e.SubjectID, creator); err != nil {
 		return err
 	}
 	s.fanoutRows.WithLabelValues("write").Inc()
@@ -357,20 +376,7 @@ func (s *Service) Feed(ctx context.Context, user, before int64, limit int) ([]in
 	if before <= 0 {
 		before = 1<<63 - 1
 	}
-	rows, err := s.db.R.QueryContext(ctx, `
-		SELECT video_id FROM (
-			SELECT f.video_id FROM feed_items f JOIN videos v ON v.id = f.video_id AND v.status = 'ready'
-			WHERE f.user_id = ?1 AND f.video_id < ?2
-			UNION
-			SELECT v.id FROM follows fo
-			JOIN user_stats st ON st.user_id = fo.followee_id AND st.read_merge = 1
-			JOIN videos v ON v.user_id = fo.followee_id AND v.status = 'ready' AND v.id < ?2
-			WHERE fo.follower_id = ?1
-		) AS feed ORDER BY video_id DESC LIMIT ?3`, user, before, limit)
-	if err != nil {
-		return nil, fmt.Errorf("social: feed: %w", err)
-	}
-	ids, err := scanIDs(rows)
+	ids, err := s.cfg.Feed.Page(ctx, user, before, limit)
 	if err != nil {
 		return nil, fmt.Errorf("social: feed: %w", err)
 	}
@@ -402,7 +408,9 @@ func (s *Service) Unlike(ctx context.Context, user, video int64) (int64, error) 
 
 func (s *Service) setLike(ctx context.Context, user, video int64, like bool) (int64, error) {
 	var count int64
+	liked := false
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+		liked = false
 		owner, err := videoOwner(ctx, tx, video)
 		if err != nil {
 			return err
@@ -425,6 +433,7 @@ func (s *Service) setLike(ctx context.Context, user, video int64, like bool) (in
 			return err
 		}
 		if like && changed == 1 {
+			liked = true
 			return outbox.Insert(ctx, tx, "video.liked", video, map[string]string{"user_id": idStr(user), "video_owner_id": idStr(owner)})
 		}
 		return nil
@@ -433,6 +442,9 @@ func (s *Service) setLike(ctx context.Context, user, video int64, like bool) (in
 		return 0, fmt.Errorf("social: like: %w", err)
 	}
 	s.changedVideo(ctx, video)
+	if liked {
+		s.record(ctx, user, "like", video)
+	}
 	return count, nil
 }
 
@@ -515,6 +527,7 @@ func (s *Service) AddComment(ctx context.Context, user, video int64, body string
 		return Comment{}, fmt.Errorf("social: comment: %w", err)
 	}
 	s.changedVideo(ctx, video)
+	s.record(ctx, user, "comment", video)
 	return c, nil
 }
 

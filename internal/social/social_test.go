@@ -26,9 +26,19 @@ type world struct {
 }
 
 func newWorld(t *testing.T, threshold int) *world {
+	return newWorldWith(t, threshold, nil)
+}
+
+// newWorldWith is newWorld with the feed kept by the store feed returns
+// for the world's database (nil: the SQL table).
+func newWorldWith(t *testing.T, threshold int, feed func(db *sqlstore.DB) FeedStore) *world {
 	t.Helper()
 	db := testenv.Store(t)
-	s := New(db, idgentest.New(t), Config{FanoutThreshold: threshold, MaxCommentLength: 20, CommentInterval: 0}, nil, nil)
+	cfg := Config{FanoutThreshold: threshold, MaxCommentLength: 20, CommentInterval: 0}
+	if feed != nil {
+		cfg.Feed = feed(db)
+	}
+	s := New(db, idgentest.New(t), cfg, nil, nil)
 	return &world{t: t, db: db, s: s, nextID: 1000}
 }
 
@@ -95,69 +105,80 @@ func (w *world) wholeFeed(user int64, page int) []int64 {
 // and creators crossing the threshold midway — and checks every feed
 // against the definition: the ready videos of the creators the user
 // follows now, newest first.
+//
+// Every case runs on each feed driver (the innermost subtest level): the
+// SQL table, kvstore lists on Pebble, on a redis-server and, at threshold
+// 3, on a 3-master Redis Cluster.
 func TestFeedHybridMatchesOracle(t *testing.T) {
+	drivers := newFeedDrivers(t)
 	for _, threshold := range []int{0, 1, 3, 1 << 30} {
 		for seed := range uint64(4) {
-			t.Run(fmt.Sprintf("threshold=%d/seed=%d", threshold, seed), func(t *testing.T) {
-				rng := rand.New(rand.NewPCG(seed, uint64(threshold)))
-				w := newWorld(t, threshold)
-				ctx := context.Background()
-				var users []int64
-				for range 8 {
-					users = append(users, w.user())
+			for _, d := range drivers.names(threshold == 3) {
+				t.Run(fmt.Sprintf("threshold=%d/seed=%d/feed=%s", threshold, seed, d), func(t *testing.T) {
+					testFeedHybrid(t, threshold, seed, drivers.open(t, d))
+				})
+			}
+		}
+	}
+}
+
+func testFeedHybrid(t *testing.T, threshold int, seed uint64, feed func(*sqlstore.DB) FeedStore) {
+	rng := rand.New(rand.NewPCG(seed, uint64(threshold)))
+	w := newWorldWith(t, threshold, feed)
+	ctx := context.Background()
+	var users []int64
+	for range 8 {
+		users = append(users, w.user())
+	}
+	follows := map[[2]int64]bool{}
+	var videos []struct {
+		id, creator int64
+		ready       bool
+	}
+	for range 300 {
+		a, b := users[rng.IntN(len(users))], users[rng.IntN(len(users))]
+		switch op := rng.IntN(10); {
+		case op < 4 && a != b:
+			if err := w.s.Follow(ctx, a, b); err != nil {
+				t.Fatal(err)
+			}
+			follows[[2]int64{a, b}] = true
+		case op < 6 && a != b:
+			if err := w.s.Unfollow(ctx, a, b); err != nil {
+				t.Fatal(err)
+			}
+			delete(follows, [2]int64{a, b})
+		case op < 9:
+			ready := rng.IntN(4) > 0
+			id := w.video(a, ready)
+			videos = append(videos, struct {
+				id, creator int64
+				ready       bool
+			}{id, a, ready})
+		default:
+			// A processing video becomes ready later.
+			for i := range videos {
+				if !videos[i].ready {
+					w.exec(`UPDATE videos SET status = 'ready' WHERE id = ?`, videos[i].id)
+					w.fanOut(videos[i].id)
+					videos[i].ready = true
+					break
 				}
-				follows := map[[2]int64]bool{}
-				var videos []struct {
-					id, creator int64
-					ready       bool
-				}
-				for range 300 {
-					a, b := users[rng.IntN(len(users))], users[rng.IntN(len(users))]
-					switch op := rng.IntN(10); {
-					case op < 4 && a != b:
-						if err := w.s.Follow(ctx, a, b); err != nil {
-							t.Fatal(err)
-						}
-						follows[[2]int64{a, b}] = true
-					case op < 6 && a != b:
-						if err := w.s.Unfollow(ctx, a, b); err != nil {
-							t.Fatal(err)
-						}
-						delete(follows, [2]int64{a, b})
-					case op < 9:
-						ready := rng.IntN(4) > 0
-						id := w.video(a, ready)
-						videos = append(videos, struct {
-							id, creator int64
-							ready       bool
-						}{id, a, ready})
-					default:
-						// A processing video becomes ready later.
-						for i := range videos {
-							if !videos[i].ready {
-								w.exec(`UPDATE videos SET status = 'ready' WHERE id = ?`, videos[i].id)
-								w.fanOut(videos[i].id)
-								videos[i].ready = true
-								break
-							}
-						}
-					}
-				}
-				for _, u := range users {
-					var want []int64
-					for _, v := range videos {
-						if v.ready && follows[[2]int64{u, v.creator}] {
-							want = append(want, v.id)
-						}
-					}
-					slices.Reverse(want)
-					for _, page := range []int{1, 7, 100} {
-						if got := w.wholeFeed(u, page); !slices.Equal(got, want) {
-							t.Fatalf("user %d page size %d: feed %v, want %v", u, page, got, want)
-						}
-					}
-				}
-			})
+			}
+		}
+	}
+	for _, u := range users {
+		var want []int64
+		for _, v := range videos {
+			if v.ready && follows[[2]int64{u, v.creator}] {
+				want = append(want, v.id)
+			}
+		}
+		slices.Reverse(want)
+		for _, page := range []int{1, 7, 100} {
+			if got := w.wholeFeed(u, page); !slices.Equal(got, want) {
+				t.Fatalf("user %d page size %d: feed %v, want %v", u, page, got, want)
+			}
 		}
 	}
 }
