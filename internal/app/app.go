@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -183,6 +184,11 @@ func (a *App) start(ctx context.Context) error {
 		a.onStop(func(context.Context) error { return db.Close() })
 		a.checks.Add("database", db.Ping)
 		a.dbStatusHandlers(a.adminMux)
+		// Pool use (open, in use, idle, waits) of the writer and reader pools.
+		a.reg.MustRegister(collectors.NewDBStatsCollector(db.W, "writer"))
+		if db.R != db.W {
+			a.reg.MustRegister(collectors.NewDBStatsCollector(db.R, "reader"))
+		}
 		// Locks live in the same database, so processes sharing a data
 		// directory share them; fencing tokens are checked in its fences table.
 		if err := db.CreateSchema(ctx, lock.FenceSchema); err != nil {

@@ -91,7 +91,7 @@ func TestAllRolesAdminEndpoints(t *testing.T) {
 	for _, mf := range mfs {
 		names[mf.GetName()] = true
 	}
-	for _, want := range []string{"blueprint_gateway_rate_limited_total", "blueprint_lb_backend_up", "blueprint_edge_cache_bytes", "blueprint_queue_depth"} {
+	for _, want := range []string{"blueprint_gateway_rate_limited_total", "blueprint_lb_backend_up", "blueprint_edge_cache_bytes", "blueprint_queue_depth", "go_sql_in_use_connections"} {
 		if !names[want] {
 			t.Errorf("metric %s missing", want)
 		}
