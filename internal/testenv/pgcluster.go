@@ -32,18 +32,18 @@ func pgAs(name string, args ...string) *exec.Cmd {
 	return exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
 }
 
-// StartPGCluster starts a PostgreSQL primary and n streaming replicas
-// (pg_basebackup -R, hot standby), each on a free port in its own data
-// directory, as the postgres user when root; all are stopped when the test
-// ends. The replicas are connected and streaming when it returns.
-func StartPGCluster(t testing.TB, n int) *PGCluster {
+// pgTempDir checks that the PostgreSQL programs bins are on PATH and makes
+// a temporary directory (removed when the test ends) that the server may
+// write: owned by the postgres user when run as root, since PostgreSQL
+// refuses to run as root.
+func pgTempDir(t testing.TB, prefix string, bins ...string) string {
 	t.Helper()
-	for _, bin := range []string{"initdb", "pg_ctl", "pg_basebackup"} {
+	for _, bin := range bins {
 		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s not found on PATH: apt-get install postgresql and put /usr/lib/postgresql/15/bin on PATH (make test does both)", bin)
+			t.Fatalf("%s not found on PATH: apt-get install postgresql and put its bin directory (/usr/lib/postgresql/15/bin) on PATH (make test does both)", bin)
 		}
 	}
-	dir, err := os.MkdirTemp("", "testenv-pgc-")
+	dir, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,11 +55,23 @@ func StartPGCluster(t testing.TB, n int) *PGCluster {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
-		os.Chmod(dir, 0o755)
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.Chown(dir, uid, gid); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return dir
+}
+
+// StartPGCluster starts a PostgreSQL primary and n streaming replicas
+// (pg_basebackup -R, hot standby), each on a free port in its own data
+// directory, as the postgres user when root; all are stopped when the test
+// ends. The replicas are connected and streaming when it returns.
+func StartPGCluster(t testing.TB, n int) *PGCluster {
+	t.Helper()
+	dir := pgTempDir(t, "testenv-pgc-", "initdb", "pg_ctl", "pg_basebackup")
 	c := &PGCluster{dir: dir}
 	primary := &PG{Port: FreePort(t), Data: filepath.Join(dir, "primary"), dir: dir}
 	if out, err := pgAs("initdb", "-D", primary.Data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {

@@ -3,10 +3,7 @@ package testenv
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"testing"
 )
 
@@ -17,30 +14,7 @@ import (
 // server's DSN; the server is stopped when the test ends.
 func StartPostgresLogical(t testing.TB) string {
 	t.Helper()
-	for _, bin := range []string{"initdb", "pg_ctl", "postgres"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s not found on PATH: apt-get install postgresql and put its bin directory (/usr/lib/postgresql/15/bin) on PATH (make test does both)", bin)
-		}
-	}
-	dir, err := os.MkdirTemp("", "testenv-pgl-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if os.Geteuid() == 0 { // PostgreSQL refuses to run as root
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatalf("running as root needs the postgres user (apt-get install postgresql): %v", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := pgTempDir(t, "testenv-pgl-", "initdb", "pg_ctl", "postgres")
 	data := filepath.Join(dir, "data")
 	if out, err := pgAs("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)

@@ -12,9 +12,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
@@ -105,38 +103,9 @@ func EtcdClient(t testing.TB, url string) *clientv3.Client {
 // is stopped (pg_ctl stop -m immediate) when the test ends.
 func StartPostgres(t testing.TB, durable bool) string {
 	t.Helper()
-	for _, bin := range []string{"initdb", "pg_ctl", "postgres"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s not found on PATH: apt-get install postgresql and put its bin directory (/usr/lib/postgresql/15/bin) on PATH (make test does both)", bin)
-		}
-	}
-	dir, err := os.MkdirTemp("", "testenv-pg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	asPostgres := func(name string, args ...string) *exec.Cmd {
-		if os.Geteuid() != 0 {
-			return exec.Command(name, args...)
-		}
-		return exec.Command("runuser", append([]string{"-u", "postgres", "--", name}, args...)...)
-	}
-	if os.Geteuid() == 0 { // PostgreSQL refuses to run as root
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			t.Fatalf("running as root needs the postgres user (apt-get install postgresql): %v", err)
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		if err := os.Chmod(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chown(dir, uid, gid); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := pgTempDir(t, "testenv-pg-", "initdb", "pg_ctl", "postgres")
 	data := filepath.Join(dir, "data")
-	if out, err := asPostgres("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
+	if out, err := pgAs("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync").CombinedOutput(); err != nil {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
 	port := FreePort(t)
@@ -144,12 +113,12 @@ func StartPostgres(t testing.TB, durable bool) string {
 	if !durable {
 		opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
 	}
-	if out, err := asPostgres("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "30", "start").CombinedOutput(); err != nil {
+	if out, err := pgAs("pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(dir, "log"), "-w", "-t", "30", "start").CombinedOutput(); err != nil {
 		log, _ := os.ReadFile(filepath.Join(dir, "log"))
 		t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, log)
 	}
 	t.Cleanup(func() {
-		if out, err := asPostgres("pg_ctl", "-D", data, "-m", "immediate", "stop").CombinedOutput(); err != nil {
+		if out, err := pgAs("pg_ctl", "-D", data, "-m", "immediate", "stop").CombinedOutput(); err != nil {
 			t.Errorf("pg_ctl stop: %v\n%s", err, out)
 		}
 	})
