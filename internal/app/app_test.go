@@ -173,24 +173,7 @@ func TestUploadBackpressure(t *testing.T) {
 func TestPlatformCaches(t *testing.T) {
 	a := start(t, testConfig(t))
 	gw := a.URLs().Gateway
-	do := func(method, path, token, body string) (int, map[string]any) {
-		t.Helper()
-		req, _ := http.NewRequest(method, gw+path, strings.NewReader(body))
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out
-	}
+	do := apiCaller(t, gw)
 	if code, _ := do("POST", "/api/v1/users", "", `{"username":"cachey","email":"c@example.com","password":"correct horse"}`); code != 201 {
 		t.Fatalf("sign up: %d", code)
 	}
@@ -236,5 +219,29 @@ func TestPlatformCaches(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(page), "sessions") || !strings.Contains(string(page), "hit ratio") {
 		t.Errorf("status page lacks the caches")
+	}
+}
+
+// apiCaller returns a function that sends a JSON API request to the
+// gateway at gw (with a bearer token when one is given) and returns the
+// status code and the decoded JSON object of the answer.
+func apiCaller(t *testing.T, gw string) func(method, path, token, body string) (int, map[string]any) {
+	return func(method, path, token, body string) (int, map[string]any) {
+		t.Helper()
+		req, _ := http.NewRequest(method, gw+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
 	}
 }

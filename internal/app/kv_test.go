@@ -3,13 +3,11 @@ package app
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,24 +186,7 @@ func freePort(t *testing.T) string {
 func TestFeedThroughPlatform(t *testing.T) {
 	a := start(t, testConfig(t))
 	gw := a.URLs().Gateway
-	do := func(method, path, token, body string) (int, map[string]any) {
-		t.Helper()
-		req, _ := http.NewRequest(method, gw+path, strings.NewReader(body))
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var out map[string]any
-		json.NewDecoder(resp.Body).Decode(&out)
-		return resp.StatusCode, out
-	}
+	do := apiCaller(t, gw)
 	login := func(name string) (token, id string) {
 		t.Helper()
 		if code, out := do("POST", "/api/v1/users", "", `{"username":"`+name+`","email":"`+name+`@example.com","password":"correct horse"}`); code != 201 {
