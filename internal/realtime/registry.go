@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Registry knows which frontend instances hold a live connection of which
@@ -261,18 +262,7 @@ func (r *Router) Send(ctx context.Context, user int64, msg Message) (int, error)
 	if err != nil {
 		return 0, fmt.Errorf("realtime: encode: %w", err)
 	}
-	n := 0
-	for _, id := range insts {
-		if err := ctx.Err(); err != nil {
-			return n, err
-		}
-		if err := r.nc.Publish(subjectPrefix+id, b); err != nil {
-			return n, fmt.Errorf("realtime: publish to %s: %w", id, err)
-		}
-		n++
-		r.m.routed.Inc()
-	}
-	return n, nil
+	return r.publishTo(ctx, insts, b, r.m.routed)
 }
 
 // Broadcast publishes msg once on the channel's subject. Every hub with a
@@ -318,6 +308,12 @@ func (r *Router) Resync(ctx context.Context, user int64) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("realtime: encode: %w", err)
 	}
+	return r.publishTo(ctx, insts, b, r.m.resyncs)
+}
+
+// publishTo publishes b on the subject of each instance in insts, counting
+// each publish in c, and returns how many were published.
+func (r *Router) publishTo(ctx context.Context, insts []string, b []byte, c prometheus.Counter) (int, error) {
 	n := 0
 	for _, id := range insts {
 		if err := ctx.Err(); err != nil {
@@ -327,7 +323,7 @@ func (r *Router) Resync(ctx context.Context, user int64) (int, error) {
 			return n, fmt.Errorf("realtime: publish to %s: %w", id, err)
 		}
 		n++
-		r.m.resyncs.Inc()
+		c.Inc()
 	}
 	return n, nil
 }
