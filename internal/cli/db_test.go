@@ -73,7 +73,7 @@ func TestDBStatusAndMigrate(t *testing.T) {
 	for _, tb := range st.Tables {
 		rows[tb.Name] = tb.Rows
 	}
-	if st.Engine != "postgres" || rows["users"] != 2 || rows["events"] != 1 || !strings.Contains(st.URL, "xxxxx") {
+	if st.Engine != "postgres" || rows["users"] != 2 || rows["events"] != 1 || !strings.Contains(st.URL, "REDACTED") {
 		t.Fatalf("status on PostgreSQL: %+v", st)
 	}
 	if code, out, _ := run(t, "db", "status", "--database-url", url); code != 0 || !strings.Contains(out, "replicas        none attached") {

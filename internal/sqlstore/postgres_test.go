@@ -136,8 +136,8 @@ func TestPostgresReplicaStatus(t *testing.T) {
 
 func TestURLs(t *testing.T) {
 	for in, want := range map[string]string{
-		"postgres://u:hunter2@db:5432/bp?sslmode=disable": "postgres://u:xxxxx@db:5432/bp?sslmode=disable",
-		"postgresql://u@db/bp?password=hunter2":           "postgresql://u@db/bp?password=xxxxx",
+		"postgres://u:hunter2@db:5432/bp?sslmode=disable": "postgres://u:REDACTED@db:5432/bp?sslmode=disable",
+		"postgresql://u@db/bp?password=hunter2":           "postgresql://u@db/bp?password=REDACTED",
 		"sqlite:/var/lib/blueprint/blueprint.db":          "sqlite:/var/lib/blueprint/blueprint.db",
 	} {
 		if got := sqlstore.Redact(in); got != want {

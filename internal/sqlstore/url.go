@@ -30,7 +30,7 @@ func OpenURL(ctx context.Context, u, defaultPath string) (*DB, error) {
 }
 
 // Redact returns u with its password (and any password parameter)
-// replaced by "xxxxx", fit for logs and status pages. A URL that does not
+// replaced by "REDACTED", fit for logs and status pages. A URL that does not
 // parse is not shown at all.
 func Redact(u string) string {
 	if !IsPostgresURL(u) {
@@ -41,12 +41,12 @@ func Redact(u string) string {
 		return "postgres://(unparsable URL not shown)"
 	}
 	if _, has := p.User.Password(); has {
-		p.User = url.UserPassword(p.User.Username(), "xxxxx")
+		p.User = url.UserPassword(p.User.Username(), "REDACTED")
 	}
 	q := p.Query()
 	for k := range q {
 		if strings.EqualFold(k, "password") || strings.EqualFold(k, "sslpassword") {
-			q.Set(k, "xxxxx")
+			q.Set(k, "REDACTED")
 		}
 	}
 	if len(q) > 0 {
