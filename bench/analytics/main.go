@@ -75,6 +75,8 @@ var (
 	videos   = flag.Int("videos", 10000, "videos (Zipf popularity)")
 	perBatch = flag.Int("batch", 100, "events per batch")
 	direct   = flag.Bool("direct", false, "send events straight to a frontend, past the gateway and load balancer")
+	peerGrp  = flag.Int("peer-group", 0, "after each open-loop rate, also run the peer with group commit: batches waiting together merged into one message of at most this many batches (0: off)")
+	grpConc  = flag.Int("peer-group-conc", 4, "committers (messages in flight) of the group-commit peer")
 	cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the load phases (closed and open loop) to this file")
 )
 
@@ -168,6 +170,11 @@ func main() {
 			// The peer on the same schedule: what the broker and the
 			// machine alone do to the latency at this rate.
 			report(fmt.Sprintf("  peer, open loop at %d ev/s", r), peerOpenLoop(ctx, js, r, time.Duration(*seconds)*time.Second))
+		}
+		if *peerGrp > 0 {
+			g, avg := peerGroupOpenLoop(ctx, js, r, *grpConc, *peerGrp, time.Duration(*seconds)*time.Second)
+			report(fmt.Sprintf("  peer, group commit at %d ev/s", r), g)
+			fmt.Printf("%-36s %.1f batches per message on average\n", "", avg)
 		}
 		if open.ranOut {
 			fmt.Println("  (ran out of sessions during the phase: not judged; raise -sessions)")
