@@ -106,6 +106,21 @@ func (m *Module) mutating(w http.ResponseWriter, r *http.Request, v any) (int64,
 	return user, key, true
 }
 
+// mutatingID is mutating for a call on one object: it also reads the
+// object's ID from the path ({id}), answering 404 when it is not one.
+func (m *Module) mutatingID(w http.ResponseWriter, r *http.Request, v any) (int64, string, int64, bool) {
+	user, key, ok := m.mutating(w, r, v)
+	if !ok {
+		return 0, "", 0, false
+	}
+	id, err := pathID(r, "id")
+	if err != nil {
+		m.fail(w, r, err)
+		return 0, "", 0, false
+	}
+	return user, key, id, true
+}
+
 func pathID(r *http.Request, name string) (int64, error) {
 	id, err := idgen.Parse(r.PathValue(name))
 	if err != nil || id <= 0 {
@@ -148,13 +163,8 @@ func (m *Module) tip(w http.ResponseWriter, r *http.Request) {
 
 func (m *Module) confirm(w http.ResponseWriter, r *http.Request) {
 	var in ConfirmRequest
-	user, key, ok := m.mutating(w, r, &in)
+	user, key, id, ok := m.mutatingID(w, r, &in)
 	if !ok {
-		return
-	}
-	id, err := pathID(r, "id")
-	if err != nil {
-		m.fail(w, r, err)
 		return
 	}
 	rep, err := m.s.Confirm(r.Context(), user, key, id, in)
@@ -162,13 +172,8 @@ func (m *Module) confirm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Module) cancel(w http.ResponseWriter, r *http.Request) {
-	user, key, ok := m.mutating(w, r, nil)
+	user, key, id, ok := m.mutatingID(w, r, nil)
 	if !ok {
-		return
-	}
-	id, err := pathID(r, "id")
-	if err != nil {
-		m.fail(w, r, err)
 		return
 	}
 	rep, err := m.s.Cancel(r.Context(), user, key, id)
@@ -343,13 +348,8 @@ func (m *Module) setPlan(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Module) cancelMembership(w http.ResponseWriter, r *http.Request) {
-	user, key, ok := m.mutating(w, r, nil)
+	user, key, id, ok := m.mutatingID(w, r, nil)
 	if !ok {
-		return
-	}
-	id, err := pathID(r, "id")
-	if err != nil {
-		m.fail(w, r, err)
 		return
 	}
 	rep, err := m.s.CancelMembership(r.Context(), user, key, id)
@@ -446,13 +446,8 @@ func (m *Module) addEndpoint(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Module) deleteEndpoint(w http.ResponseWriter, r *http.Request) {
-	user, key, ok := m.mutating(w, r, nil)
+	user, key, id, ok := m.mutatingID(w, r, nil)
 	if !ok {
-		return
-	}
-	id, err := pathID(r, "id")
-	if err != nil {
-		m.fail(w, r, err)
 		return
 	}
 	rep, err := m.s.DeleteEndpoint(r.Context(), user, key, id)
