@@ -468,12 +468,7 @@ func (g *generator) closedLoop(ctx context.Context, n int, d time.Duration) resu
 				lat = append(lat, time.Since(t0))
 				events += int64(k)
 			}
-			// Finish the session in hand so the oracle's sessions are whole.
-			for cur != nil && cur.next < cur.events {
-				body, k := g.batchOne(cur)
-				g.send(c, body, &errs)
-				events += int64(k)
-			}
+			events += g.finish(c, cur, &errs)
 			mu.Lock()
 			res.lat = append(res.lat, lat...)
 			res.events += events
@@ -485,6 +480,18 @@ func (g *generator) closedLoop(ctx context.Context, n int, d time.Duration) resu
 	res.cpu = cpuTime() - cpu0
 	res.errs = errs.Load()
 	return res
+}
+
+// finish sends the rest of the session in hand (cur may be nil), so that
+// the oracle's sessions are whole, and returns the events sent.
+func (g *generator) finish(c *http.Client, cur *session, errs *atomic.Int64) int64 {
+	var events int64
+	for cur != nil && cur.next < cur.events {
+		body, k := g.batchOne(cur)
+		g.send(c, body, errs)
+		events += int64(k)
+	}
+	return events
 }
 
 // batchOne builds the next batch of one session only.
@@ -528,11 +535,7 @@ func (g *generator) openLoop(ctx context.Context, eps int, d time.Duration) resu
 				lat = append(lat, time.Since(at))
 				events += int64(k)
 			}
-			for cur != nil && cur.next < cur.events {
-				body, k := g.batchOne(cur)
-				g.send(c, body, &errs)
-				events += int64(k)
-			}
+			events += g.finish(c, cur, &errs)
 			mu.Lock()
 			res.lat = append(res.lat, lat...)
 			res.events += events
