@@ -244,7 +244,12 @@ func TestEtcd(t *testing.T) {
 				t.Fatalf("Next right after loss: %v", err)
 			}
 		}
-		waitFor(t, 5*time.Second, "a new lease", func() bool { return g.WorkerID() >= 0 })
+		// WorkerID can still show the lost lease's ID for a moment after Lost
+		// closes, so wait until the generator issues again.
+		waitFor(t, 5*time.Second, "a new lease", func() bool {
+			_, err := g.Next(1)
+			return err == nil
+		})
 		if b := next(t, g, 1); b <= a {
 			t.Fatalf("after reacquire: %d <= %d", b, a)
 		}
