@@ -11,13 +11,14 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Disk stores objects as files under a root directory. Each object is
 // written to a temporary file, synced, renamed into place, and its
-// directory synced. Its ETag is derived from its size and modification
-// time (as nginx does): a replaced object gets a new one, and there is no
-// second file to keep in step with the first.
+// directory synced. Its ETag is derived from its size, modification time
+// (as nginx does) and inode: a replaced object gets a new one, and there is
+// no second file to keep in step with the first.
 type Disk struct {
 	root string
 }
@@ -89,7 +90,14 @@ func (d *Disk) Stat(ctx context.Context, key string) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("blob: %w", err)
 	}
-	etag := `"` + strconv.FormatInt(fi.Size(), 16) + "-" + strconv.FormatInt(fi.ModTime().UnixNano(), 16) + `"`
+	// Size and modification time alone repeat when a key is replaced twice
+	// within the file system's timestamp granularity; Put replaces by
+	// renaming a new file into place, so the inode tells the versions apart.
+	etag := `"` + strconv.FormatInt(fi.Size(), 16) + "-" + strconv.FormatInt(fi.ModTime().UnixNano(), 16)
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		etag += "-" + strconv.FormatUint(uint64(st.Ino), 16)
+	}
+	etag += `"`
 	return Info{Key: key, Size: fi.Size(), ModTime: fi.ModTime(), ETag: etag}, nil
 }
 
