@@ -86,6 +86,9 @@ type Config[V any] struct {
 	// Beta scales XFetch's early refresh (1 is the paper's optimum, larger
 	// refreshes earlier); 0 disables it.
 	Beta float64
+	// Uniform returns XFetch's random draw in [0, 1); nil: math/rand/v2.
+	// Tests set it to make the early refresh deterministic.
+	Uniform func() float64
 
 	Load  func(ctx context.Context, key string) (V, error)    // source of truth; ErrNotFound
 	Save  func(ctx context.Context, key string, v V) error    // for the write strategies
@@ -257,7 +260,11 @@ func (it *item[V]) value() (V, error) {
 // early is XFetch: refresh now if now − δ·β·ln(U) ≥ expiry, U uniform in
 // (0, 1]. The longer a load takes (δ), the earlier hot keys refresh.
 func (t *Tier[V]) early(it *item[V], nowMs int64) bool {
-	u := 1 - rand.Float64() // (0, 1]
+	draw := rand.Float64
+	if t.cfg.Uniform != nil {
+		draw = t.cfg.Uniform
+	}
+	u := 1 - draw() // (0, 1]
 	gap := float64(it.Delta) / 1000 * t.cfg.Beta * -math.Log(u)
 	return float64(nowMs)+gap >= float64(it.Expires)
 }

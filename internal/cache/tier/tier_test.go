@@ -127,7 +127,9 @@ func TestXFetchRefreshesBeforeExpiry(t *testing.T) {
 	now := start
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	var version atomic.Int32
-	tr := newTier(t, Config[string]{TTL: 10 * time.Second, Beta: 1, Now: clock, Load: func(ctx context.Context, key string) (string, error) {
+	// A fixed draw U = 0.5 makes the refresh gap δ·β·ln 2 ≈ 1.39 s: no
+	// refresh while more than that is left, a refresh once less is.
+	tr := newTier(t, Config[string]{TTL: 10 * time.Second, Beta: 1, Now: clock, Uniform: func() float64 { return 0.5 }, Load: func(ctx context.Context, key string) (string, error) {
 		v := version.Add(1)
 		mu.Lock()
 		now = now.Add(2 * time.Second) // the load takes 2 s of the fake clock: delta
@@ -144,9 +146,9 @@ func TestXFetchRefreshesBeforeExpiry(t *testing.T) {
 	if version.Load() != 1 {
 		t.Fatalf("refreshed early in the entry's life (%d loads)", version.Load())
 	}
-	// 1 s before expiry, with delta = 2 s, P(refresh) per read is
-	// 1 − e^(−0.5) ≈ 0.39: some of 50 reads trigger a refresh, and every
-	// read still returns a value at once.
+	// 1 s before expiry, with delta = 2 s, the gap (1.39 s) reaches the
+	// expiry: a read triggers a refresh, and every read still returns a
+	// value at once.
 	mu.Lock()
 	now = start.Add(2*time.Second + 9*time.Second)
 	mu.Unlock()
