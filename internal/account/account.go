@@ -239,7 +239,7 @@ func (s *Service) DeleteExpiredSessions(ctx context.Context) (int64, error) {
 func (s *Service) User(ctx context.Context, id int64) (User, error) {
 	var u User
 	var created int64
-	err := s.db.R.QueryRowContext(ctx, `SELECT id, username, email, created_at FROM users WHERE id = ?`, id).
+	err := s.db.Read(ctx).QueryRowContext(ctx, `SELECT id, username, email, created_at FROM users WHERE id = ?`, id).
 		Scan(&u.ID, &u.Username, &u.Email, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, errs.E(errs.NotFound, "no such user")

@@ -90,7 +90,7 @@ func (rg Range) hours(now time.Time) (int64, int64) {
 // fillDaily reads daily rows (day, views, watch_ms, reach, capacity,
 // stalls, stall_ms, events, page_views, sketch) and fills st.
 func (s *Service) fillDaily(ctx context.Context, st *Stats, rg Range, query string, args ...any) error {
-	rows, err := s.db.R.QueryContext(ctx, query, args...)
+	rows, err := s.db.Read(ctx).QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("analytics: query: %w", err)
 	}
@@ -156,7 +156,7 @@ func (s *Service) fillDaily(ctx context.Context, st *Stats, rg Range, query stri
 // 48 hours of rg; query takes args then the first and last hour.
 func (s *Service) fillHourly(ctx context.Context, st *Stats, rg Range, query string, args ...any) error {
 	from, to := rg.hours(s.now())
-	rows, err := s.db.R.QueryContext(ctx, query, append(args, from, to)...)
+	rows, err := s.db.Read(ctx).QueryContext(ctx, query, append(args, from, to)...)
 	if err != nil {
 		return fmt.Errorf("analytics: query: %w", err)
 	}
@@ -182,7 +182,7 @@ func (s *Service) fillHourly(ctx context.Context, st *Stats, rg Range, query str
 }
 
 func (s *Service) counts(ctx context.Context, query string, args ...any) ([]Count, error) {
-	rows, err := s.db.R.QueryContext(ctx, query, args...)
+	rows, err := s.db.Read(ctx).QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("analytics: query: %w", err)
 	}
@@ -199,7 +199,7 @@ func (s *Service) counts(ctx context.Context, query string, args ...any) ([]Coun
 }
 
 func (s *Service) renditions(ctx context.Context, query string, args ...any) ([]Rendition, error) {
-	rows, err := s.db.R.QueryContext(ctx, query, args...)
+	rows, err := s.db.Read(ctx).QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("analytics: query: %w", err)
 	}
@@ -218,7 +218,7 @@ func (s *Service) renditions(ctx context.Context, query string, args ...any) ([]
 }
 
 func (s *Service) topVideos(ctx context.Context, query string, args ...any) ([]VideoRow, error) {
-	rows, err := s.db.R.QueryContext(ctx, query, args...)
+	rows, err := s.db.Read(ctx).QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("analytics: query: %w", err)
 	}
@@ -248,7 +248,7 @@ func (s *Service) topVideos(ctx context.Context, query string, args ...any) ([]V
 // Retention returns the retention curve of a video: element s is the
 // share of its counted views that reached second s (element 0 is 1).
 func (s *Service) Retention(ctx context.Context, video int64) ([]float64, int64, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT second, views FROM analytics_retention WHERE video_id = ? AND views != 0 ORDER BY second`, video)
+	rows, err := s.db.Read(ctx).QueryContext(ctx, `SELECT second, views FROM analytics_retention WHERE video_id = ? AND views != 0 ORDER BY second`, video)
 	if err != nil {
 		return nil, 0, fmt.Errorf("analytics: query: %w", err)
 	}

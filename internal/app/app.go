@@ -175,11 +175,14 @@ func (a *App) start(ctx context.Context) error {
 	if needDB {
 		// database.url: empty (data_dir/blueprint.db), sqlite:PATH, or a
 		// postgres:// / postgresql:// URL (never logged unredacted).
-		db, err := sqlstore.OpenURL(ctx, cfg.Database.URL, filepath.Join(cfg.DataDir, "blueprint.db"))
+		// database.replicas: streaming replicas that web pages read from
+		// once they have replayed the visitor's last write.
+		db, err := sqlstore.OpenURLWith(ctx, cfg.Database.URL, filepath.Join(cfg.DataDir, "blueprint.db"),
+			sqlstore.Options{Replicas: cfg.Database.Replicas, Logger: a.logger.With("component", "db"), Registerer: a.reg})
 		if err != nil {
 			return fmt.Errorf("app: database.url: %w", err)
 		}
-		a.logger.Info("database open", "engine", db.Dialect, "url", sqlstore.Redact(cfg.Database.URL))
+		a.logger.Info("database open", "engine", db.Dialect, "url", sqlstore.Redact(cfg.Database.URL), "replicas", len(cfg.Database.Replicas))
 		a.db = db
 		a.onStop(func(context.Context) error { return db.Close() })
 		a.checks.Add("database", db.Ping)
@@ -417,7 +420,7 @@ func (a *App) start(ctx context.Context) error {
 			SecureCookie: strings.HasPrefix(cfg.PublicURL, "https://"), SessionTTL: cfg.Account.SessionTTL,
 			MaxBodyBytes: int64(cfg.Gateway.MaxBodyBytes), MaxUpload: int64(cfg.Upload.MaxBytes),
 			Logger: a.logger, Requests: frontend.NewRequestsMetric(a.reg), Modules: a.modules,
-			AdmitUpload: a.admitUpload(),
+			AdmitUpload: a.admitUpload(), ReadYourWrites: a.db.ReadYourWrites,
 		}
 		for i := range cfg.Frontend.Instances {
 			name := fmt.Sprintf("frontend-%d", i+1)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/blueprint-media/blueprint/internal/cache/redisl2"
 	"github.com/blueprint-media/blueprint/internal/cache/tier"
+	"github.com/blueprint-media/blueprint/internal/sqlstore"
 )
 
 // tierStats is what the status page shows of each cache.
@@ -57,7 +58,10 @@ func newTier[V any](ctx context.Context, a *App, name string, load func(context.
 	}
 	cfg := tier.Config[V]{
 		Name: name, L1Entries: a.cfg.Cache.L1Entries, TTL: a.cfg.Cache.TTL, NegativeTTL: a.cfg.Cache.NegativeTTL,
-		Beta: 1, Load: load, Logger: a.logger.With("cache", name),
+		Beta: 1, Logger: a.logger.With("cache", name),
+		// Shared caches are filled from the primary: a lagging replica's
+		// row would be served to every reader until it expires.
+		Load: func(ctx context.Context, key string) (V, error) { return load(sqlstore.WithPrimaryReads(ctx), key) },
 	}
 	if remote != nil {
 		cfg.Remote = remote

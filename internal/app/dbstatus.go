@@ -42,6 +42,9 @@ var dbStatusPage = template.Must(template.New("db").Parse(`<!doctype html><meta 
 {{if eq .Engine "postgres"}}<h2>Replicas</h2>{{if .Replicas}}<table><tr><th>replica</th><th>address</th><th>state</th><th>sync</th><th>lag (bytes)</th><th>lag (s)</th></tr>
 {{range .Replicas}}<tr><td>{{.Name}}</td><td>{{.Addr}}</td><td>{{.State}}</td><td>{{.SyncState}}</td><td class="n">{{.LagBytes}}</td><td class="n">{{printf "%.3f" .LagSeconds}}</td></tr>{{end}}</table>
 {{else}}<p>none attached</p>{{end}}{{end}}
+{{if .Routing}}<h2>Read routing</h2><p>Pages read from a replica that has replayed the visitor's last write, else from the primary (node 0 is database.url).</p>
+<table><tr><th>node</th><th>role</th><th>replayed WAL</th><th>lag (bytes)</th></tr>
+{{range .Routing}}<tr><td>{{.Node}}</td><td>{{.Role}}</td><td>{{.Replayed}}</td><td class="n">{{.LagBytes}}</td></tr>{{end}}</table>{{end}}
 <h2>Tables</h2><table><tr><th>table</th><th>rows</th></tr>
 {{range .Tables}}<tr><td>{{.Name}}</td><td class="n">{{.Rows}}</td></tr>{{end}}</table>
 <p><a href="/db.json">JSON</a> · <a href="/">process status</a></p>`))

@@ -73,6 +73,8 @@ type Log struct {
 // Database selects the SQL store.
 type Database struct {
 	URL string `yaml:"url" secret:"true" help:"sqlite:PATH (default: data_dir/blueprint.db), postgres://… or postgresql://… (blueprint db migrate moves a SQLite install)"`
+	// Replicas are streaming replicas of URL's server.
+	Replicas []string `yaml:"replicas" secret:"true" help:"postgres:// URLs of streaming replicas of database.url; pages read from a replica once it has replayed the visitor's last write, else from the primary"`
 }
 
 // Blob selects the object store.
@@ -233,6 +235,14 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return keyErr("data_dir", "empty")
+	}
+	for i, r := range c.Database.Replicas {
+		if !isPostgresURL(c.Database.URL) {
+			return keyErr("database.replicas", "needs a postgres:// database.url")
+		}
+		if !isPostgresURL(r) {
+			return keyErr(fmt.Sprintf("database.replicas[%d]", i), "not a postgres:// or postgresql:// URL")
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -70,6 +70,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"short secret", []string{"--secret", "short"}, nil, "secret: at least 16"},
 		{"bad preset", []string{"--worker-preset", "turbo"}, nil, "worker.preset"},
 		{"negative threads", []string{"--worker-ffmpeg-threads", "-1"}, nil, "worker.ffmpeg_threads"},
+		{"replicas on SQLite", []string{"--database-replicas", "postgres://h/db"}, nil, "database.replicas: needs a postgres://"},
+		{"bad replica URL", []string{"--database-url", "postgres://h/db", "--database-replicas", "mysql://h/db"}, nil, "database.replicas[0]"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -89,12 +91,13 @@ func TestDumpRedactsSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.Database.Replicas = []string{"postgres://u:pw2@replica/db"}
 	var buf bytes.Buffer
 	if err := Dump(&buf, cfg); err != nil {
 		t.Fatal(err)
 	}
 	out := buf.String()
-	for _, secret := range []string{"s3cr3t-value-long-enough", "pw@h"} {
+	for _, secret := range []string{"s3cr3t-value-long-enough", "pw@h", "pw2@replica"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("dump leaks %q:\n%s", secret, out)
 		}
@@ -102,7 +105,7 @@ func TestDumpRedactsSecrets(t *testing.T) {
 	if !strings.Contains(out, "REDACTED") || !strings.Contains(out, "memory_bytes: 32MiB") {
 		t.Errorf("dump lacks expected lines:\n%s", out)
 	}
-	if cfg.Secret != "s3cr3t-value-long-enough" {
+	if cfg.Secret != "s3cr3t-value-long-enough" || cfg.Database.Replicas[0] != "postgres://u:pw2@replica/db" {
 		t.Error("Dump must not change the caller's config")
 	}
 }

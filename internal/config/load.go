@@ -125,6 +125,14 @@ func loadFile(cfg *Config, path string) error {
 func Dump(w io.Writer, cfg Config) error {
 	for _, l := range leavesOf(&cfg) {
 		if l.secret && !l.v.IsZero() {
+			if l.v.Kind() == reflect.Slice { // a list of URLs: keep the count, not the caller's array
+				r := reflect.MakeSlice(l.v.Type(), l.v.Len(), l.v.Len())
+				for i := range r.Len() {
+					r.Index(i).SetString("REDACTED")
+				}
+				l.v.Set(r)
+				continue
+			}
 			l.v.SetString("REDACTED")
 		}
 	}

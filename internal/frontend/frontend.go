@@ -50,6 +50,10 @@ type Deps struct {
 	// AdmitUpload, when set, may refuse a new upload (an errs.TooMany
 	// error becomes 429 with Retry-After).
 	AdmitUpload func(context.Context) error
+	// ReadYourWrites, when set, wraps every route: with database
+	// replicas it lets pages read from a replica that has replayed the
+	// visitor's last write (sqlstore.DB.ReadYourWrites).
+	ReadYourWrites func(http.Handler) http.Handler
 }
 
 // Server is one frontend instance.
@@ -134,7 +138,11 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, http.StatusNotFound, "Not found", "There is no page at "+r.URL.Path+".")
 	})
-	return s.middleware(mux)
+	h := http.Handler(mux)
+	if s.d.ReadYourWrites != nil {
+		h = s.d.ReadYourWrites(h)
+	}
+	return s.middleware(h)
 }
 
 func (s *Server) middleware(next http.Handler) http.Handler {

@@ -299,7 +299,7 @@ func (s *Service) Get(ctx context.Context, id int64) (Video, error) {
 }
 
 func (s *Service) get(ctx context.Context, id int64) (Video, error) {
-	row := s.db.R.QueryRowContext(ctx, `SELECT `+videoColumns+` FROM videos v JOIN users u ON u.id = v.user_id WHERE v.id = ?`, id)
+	row := s.db.Read(ctx).QueryRowContext(ctx, `SELECT `+videoColumns+` FROM videos v JOIN users u ON u.id = v.user_id WHERE v.id = ?`, id)
 	v, err := s.scan(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Video{}, errs.E(errs.NotFound, "no video with id %d", id)
@@ -343,7 +343,7 @@ func (s *Service) List(ctx context.Context, o ListOptions) ([]Video, int64, erro
 	}
 	q += ` ORDER BY v.id DESC LIMIT ?`
 	args = append(args, o.Limit+1)
-	rows, err := s.db.R.QueryContext(ctx, q, args...)
+	rows, err := s.db.Read(ctx).QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, 0, fmt.Errorf("media: list: %w", err)
 	}

@@ -74,7 +74,7 @@ func (f SQLFeed) Unfollowed(ctx context.Context, tx *sql.Tx, follower, creator i
 // Page implements FeedStore with one query: the items UNION the merged
 // creators' videos.
 func (f SQLFeed) Page(ctx context.Context, user, before int64, limit int) ([]int64, error) {
-	rows, err := f.DB.R.QueryContext(ctx, `
+	rows, err := f.DB.Read(ctx).QueryContext(ctx, `
 		SELECT video_id FROM (
 			SELECT f.video_id FROM feed_items f JOIN videos v ON v.id = f.video_id AND v.status = 'ready'
 			WHERE f.user_id = ?1 AND f.video_id < ?2
@@ -93,7 +93,7 @@ func (f SQLFeed) Page(ctx context.Context, user, before int64, limit int) ([]int
 // mergedPage returns up to limit ready videos below before of the
 // merge-on-read creators user follows, newest first.
 func mergedPage(ctx context.Context, db *sqlstore.DB, user, before int64, limit int) ([]int64, error) {
-	rows, err := db.R.QueryContext(ctx, `SELECT v.id FROM follows fo
+	rows, err := db.Read(ctx).QueryContext(ctx, `SELECT v.id FROM follows fo
 		JOIN user_stats st ON st.user_id = fo.followee_id AND st.read_merge = 1
 		JOIN videos v ON v.user_id = fo.followee_id AND v.status = 'ready' AND v.id < ?
 		WHERE fo.follower_id = ? ORDER BY v.id DESC LIMIT ?`, before, user, limit)
@@ -278,7 +278,7 @@ func (f *KVFeed) valid(ctx context.Context, user int64, ids []int64) (map[int64]
 	for _, id := range ids {
 		args = append(args, id)
 	}
-	rows, err := f.DB.R.QueryContext(ctx, `SELECT v.id FROM videos v
+	rows, err := f.DB.Read(ctx).QueryContext(ctx, `SELECT v.id FROM videos v
 		JOIN follows fo ON fo.followee_id = v.user_id AND fo.follower_id = ?
 		WHERE v.status = 'ready' AND v.id IN (?`+strings.Repeat(",?", len(ids)-1)+`)`, args...)
 	if err != nil {

@@ -267,7 +267,7 @@ func (s *Service) Stats(ctx context.Context, user, viewer int64) (Stats, error) 
 	}
 	if viewer != 0 {
 		var one int
-		err := s.db.R.QueryRowContext(ctx, `SELECT 1 FROM follows WHERE follower_id = ? AND followee_id = ?`, viewer, user).Scan(&one)
+		err := s.db.Read(ctx).QueryRowContext(ctx, `SELECT 1 FROM follows WHERE follower_id = ? AND followee_id = ?`, viewer, user).Scan(&one)
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return st, fmt.Errorf("social: stats: %w", err)
 		}
@@ -280,13 +280,13 @@ func (s *Service) Stats(ctx context.Context, user, viewer int64) (Stats, error) 
 func (s *Service) counts(ctx context.Context, user int64) (Stats, error) {
 	st := Stats{UserID: user}
 	var exists int
-	if err := s.db.R.QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = ?`, user).Scan(&exists); err != nil {
+	if err := s.db.Read(ctx).QueryRowContext(ctx, `SELECT 1 FROM users WHERE id = ?`, user).Scan(&exists); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return st, errs.E(errs.NotFound, "no user with id %d", user)
 		}
 		return st, fmt.Errorf("social: stats: %w", err)
 	}
-	err := s.db.R.QueryRowContext(ctx, `SELECT followers, following, read_merge FROM user_stats WHERE user_id = ?`, user).
+	err := s.db.Read(ctx).QueryRowContext(ctx, `SELECT followers, following, read_merge FROM user_stats WHERE user_id = ?`, user).
 		Scan(&st.Followers, &st.Following, &st.ReadMerge)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return st, fmt.Errorf("social: stats: %w", err)
@@ -300,7 +300,7 @@ func (s *Service) Followers(ctx context.Context, user, before int64, limit int) 
 	if before == 0 {
 		before = 1<<63 - 1
 	}
-	rows, err := s.db.R.QueryContext(ctx, `SELECT follower_id FROM follows WHERE followee_id = ? AND follower_id < ?
+	rows, err := s.db.Read(ctx).QueryContext(ctx, `SELECT follower_id FROM follows WHERE followee_id = ? AND follower_id < ?
 		ORDER BY follower_id DESC LIMIT ?`, user, before, limit)
 	if err != nil {
 		return nil, fmt.Errorf("social: followers: %w", err)
@@ -451,7 +451,7 @@ func (s *Service) setLike(ctx context.Context, user, video int64, like bool) (in
 // Liked reports whether user likes video.
 func (s *Service) Liked(ctx context.Context, user, video int64) (bool, error) {
 	var one int
-	err := s.db.R.QueryRowContext(ctx, `SELECT 1 FROM likes WHERE video_id = ? AND user_id = ?`, video, user).Scan(&one)
+	err := s.db.Read(ctx).QueryRowContext(ctx, `SELECT 1 FROM likes WHERE video_id = ? AND user_id = ?`, video, user).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -570,7 +570,7 @@ func (s *Service) Comments(ctx context.Context, video, before int64, limit int) 
 	if before <= 0 {
 		before = 1<<63 - 1
 	}
-	rows, err := s.db.R.QueryContext(ctx, `SELECT c.id, c.video_id, c.user_id, u.username, c.body, c.created_at
+	rows, err := s.db.Read(ctx).QueryContext(ctx, `SELECT c.id, c.video_id, c.user_id, u.username, c.body, c.created_at
 		FROM comments c JOIN users u ON u.id = c.user_id WHERE c.video_id = ? AND c.id < ? ORDER BY c.id DESC LIMIT ?`, video, before, limit)
 	if err != nil {
 		return nil, fmt.Errorf("social: comments: %w", err)

@@ -196,3 +196,26 @@ func TestPostgresConcurrentOpen(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenURLWithReplicasNeedsPostgres(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "r.db")
+	for _, tc := range []struct{ url, replica, want string }{
+		{"sqlite:" + path, "postgres://h/db", "needs a postgres://"},
+		{"postgres://127.0.0.1:1/db", "mysql://h/db", "database.replicas[0]"},
+	} {
+		_, err := sqlstore.OpenURLWith(ctx, tc.url, "", sqlstore.Options{Replicas: []string{tc.replica}})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("OpenURLWith(%q, replicas %q) = %v, want an error naming %q", tc.url, tc.replica, err, tc.want)
+		}
+	}
+	// Without replicas, Read is the reader pool whatever the context says.
+	db, err := sqlstore.OpenURLWith(ctx, "sqlite:"+path, "", sqlstore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if db.HasReplicas() || db.Read(sqlstore.WithReplicaReads(ctx, 5)) != db.R || db.Routing() != nil {
+		t.Error("a store without replicas routes reads")
+	}
+}

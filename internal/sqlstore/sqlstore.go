@@ -26,6 +26,8 @@ import (
 	"strings"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/blueprint-media/blueprint/internal/sqlstore/pgrepl"
 )
 
 //go:embed migrations/*.sql migrations/postgres/*.sql
@@ -50,6 +52,7 @@ type DB struct {
 	R       *sql.DB
 	Dialect string // SQLite or Postgres
 	path    string
+	repl    *pgrepl.Router // with database.replicas: routes Read (replicas.go)
 }
 
 // Open opens (creating if needed) the SQLite database at path and applies
@@ -109,10 +112,14 @@ func OpenPostgres(ctx context.Context, url string) (*DB, error) {
 
 // Close closes both pools.
 func (db *DB) Close() error {
-	if db.R == db.W {
-		return db.W.Close()
+	var repl error
+	if db.repl != nil {
+		repl = db.repl.Close()
 	}
-	return errors.Join(db.W.Close(), db.R.Close())
+	if db.R == db.W {
+		return errors.Join(db.W.Close(), repl)
+	}
+	return errors.Join(db.W.Close(), db.R.Close(), repl)
 }
 
 // Ping reports whether the database answers.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+
+	"github.com/blueprint-media/blueprint/internal/sqlstore/pgrepl"
 )
 
 // Status is the state of a store: engine, schema version, the rows in
@@ -14,6 +16,9 @@ type Status struct {
 	Version  int           `json:"schema_version"`
 	Tables   []TableStatus `json:"tables"`
 	Replicas []Replica     `json:"replicas,omitempty"`
+	// Routing is the read router's view of database.url and
+	// database.replicas (node 0 is database.url), when replicas are set.
+	Routing []pgrepl.Status `json:"routing,omitempty"`
 }
 
 // TableStatus is one table's row count.
@@ -86,6 +91,7 @@ func (db *DB) Status(ctx context.Context, url string) (Status, error) {
 		return s, fmt.Errorf("sqlstore: version: %w", err)
 	}
 	s.Version = v
+	s.Routing = db.Routing()
 	names, err := db.Tables(ctx)
 	if err != nil {
 		return s, err

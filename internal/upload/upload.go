@@ -292,7 +292,7 @@ func (s *Service) Finish(ctx context.Context, uploadID string) error {
 func (s *Service) Get(ctx context.Context, uploadID string, userID int64) (Upload, error) {
 	var u Upload
 	var owner, created int64
-	err := s.db.R.QueryRowContext(ctx, `SELECT id, user_id, video_id, filename, title, size, state, created_at FROM uploads WHERE id = ?`, uploadID).
+	err := s.db.Read(ctx).QueryRowContext(ctx, `SELECT id, user_id, video_id, filename, title, size, state, created_at FROM uploads WHERE id = ?`, uploadID).
 		Scan(&u.ID, &owner, &u.VideoID, &u.Filename, &u.Title, &u.Size, &u.State, &created)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && owner != userID) {
 		return Upload{}, errs.E(errs.NotFound, "no such upload")

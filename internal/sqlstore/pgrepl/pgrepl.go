@@ -53,6 +53,9 @@ type Config struct {
 	ProbeInterval time.Duration // default 100ms
 	Logger        *slog.Logger
 	Registerer    prometheus.Registerer
+	// Open opens one node's pool; default sql.Open("pgx", url). The
+	// platform passes its own, which adapts its SQL to PostgreSQL.
+	Open func(url string) (*sql.DB, error)
 }
 
 type node struct {
@@ -98,7 +101,11 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		}),
 	}
 	for _, u := range cfg.Nodes {
-		db, err := sql.Open("pgx", u)
+		open := cfg.Open
+		if open == nil {
+			open = func(u string) (*sql.DB, error) { return sql.Open("pgx", u) }
+		}
+		db, err := open(u)
 		if err != nil {
 			r.Close()
 			return nil, fmt.Errorf("pgrepl: %w", err)

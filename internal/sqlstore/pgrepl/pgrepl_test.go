@@ -1,4 +1,4 @@
-package pgrepl
+package pgrepl_test
 
 import (
 	"context"
@@ -9,18 +9,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/blueprint-media/blueprint/internal/sqlstore/pgrepl"
 	"github.com/blueprint-media/blueprint/internal/testenv"
 )
 
 func TestParseLSN(t *testing.T) {
-	for s, want := range map[string]LSN{"0/0": 0, "0/16B3748": 0x16B3748, "1/0": 1 << 32, "FFFFFFFF/FFFFFFFF": 1<<64 - 1} {
-		got, err := ParseLSN(s)
+	for s, want := range map[string]pgrepl.LSN{"0/0": 0, "0/16B3748": 0x16B3748, "1/0": 1 << 32, "FFFFFFFF/FFFFFFFF": 1<<64 - 1} {
+		got, err := pgrepl.ParseLSN(s)
 		if err != nil || got != want || got.String() != s {
 			t.Errorf("ParseLSN(%q) = %v (%s), %v; want %v", s, got, got, err, want)
 		}
 	}
 	for _, bad := range []string{"", "x", "1", "G/0"} {
-		if _, err := ParseLSN(bad); err == nil {
+		if _, err := pgrepl.ParseLSN(bad); err == nil {
 			t.Errorf("ParseLSN(%q) accepted", bad)
 		}
 	}
@@ -34,7 +35,7 @@ func TestReadYourWritesWithLaggingReplica(t *testing.T) {
 	c := testenv.StartPGCluster(t, 2)
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	r, err := Open(ctx, Config{Nodes: []string{c.Primary.URL, c.Replicas[0].URL, c.Replicas[1].URL}, Registerer: reg})
+	r, err := pgrepl.Open(ctx, pgrepl.Config{Nodes: []string{c.Primary.URL, c.Replicas[0].URL, c.Replicas[1].URL}, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,8 +72,8 @@ func TestReadYourWritesWithLaggingReplica(t *testing.T) {
 			stale++
 		}
 	}
-	replica := testutil.ToFloat64(r.reads.WithLabelValues("replica"))
-	behind := testutil.ToFloat64(r.reads.WithLabelValues("primary_replicas_behind"))
+	replica := testutil.ToFloat64(pgrepl.Reads(r, "replica"))
+	behind := testutil.ToFloat64(pgrepl.Reads(r, "primary_replicas_behind"))
 	t.Logf("%d write→read pairs: %d stale; %.0f read on a replica, %.0f on the primary because replicas were behind; max lag %d bytes",
 		pairs, stale, replica, behind, r.MaxLag())
 	if stale != 0 {
@@ -126,7 +127,7 @@ func TestReadYourWritesWithLaggingReplica(t *testing.T) {
 func TestFollowsPromotedReplica(t *testing.T) {
 	c := testenv.StartPGCluster(t, 1)
 	ctx := context.Background()
-	r, err := Open(ctx, Config{Nodes: []string{c.Primary.URL, c.Replicas[0].URL}})
+	r, err := pgrepl.Open(ctx, pgrepl.Config{Nodes: []string{c.Primary.URL, c.Replicas[0].URL}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,14 +160,25 @@ func TestFollowsPromotedReplica(t *testing.T) {
 	}
 }
 
-// waitReplicas waits until every replica is healthy and caught up.
-func waitReplicas(t *testing.T, r *Router) {
+// waitReplicas waits until every replica is healthy and has replayed
+// everything the primary has written so far (the router's last probe may
+// predate the latest write, so its lag alone is not enough).
+func waitReplicas(t *testing.T, r *pgrepl.Router) {
 	t.Helper()
+	var s string
+	if err := r.Primary().QueryRow(`SELECT pg_current_wal_lsn()::text`).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	target, err := pgrepl.ParseLSN(s)
+	if err != nil {
+		t.Fatal(err)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ok := true
 		for _, st := range r.Status() {
-			if st.Role == "down" || st.Role == "replica" && st.LagBytes != 0 {
+			replayed, _ := pgrepl.ParseLSN(st.Replayed)
+			if st.Role == "down" || st.Role == "replica" && replayed < target {
 				ok = false
 			}
 		}
