@@ -173,6 +173,10 @@ func TestReplicaReadYourWrites(t *testing.T) {
 	if testutil.CollectAndCount(a.reg, "blueprint_db_replica_lag_bytes_max") != 1 {
 		t.Error("no replica lag metric")
 	}
+	// Query latency by server: the primary and the replica both served.
+	if n := testutil.CollectAndCount(a.reg, "blueprint_db_query_duration_seconds"); n != 2 {
+		t.Errorf("query latency series: %d, want 2 (primary, replica1)", n)
+	}
 }
 
 // waitReplay waits until the replica has replayed everything the primary

@@ -9,9 +9,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Rewrite turns the store's SQL dialect — SQLite's, as the services write
@@ -161,8 +163,9 @@ func lastWord(q, word string) int {
 // ids caches, per table, whether the table numbers its rows with an
 // identity (or serial) id column.
 type pgConnector struct {
-	inner driver.Connector
-	ids   *sync.Map // table name -> bool
+	inner   driver.Connector
+	ids     *sync.Map           // table name -> bool
+	observe prometheus.Observer // query latency; may be nil
 }
 
 func (c pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
@@ -170,7 +173,7 @@ func (c pgConnector) Connect(ctx context.Context) (driver.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pgConn{Conn: conn.(*stdlib.Conn), ids: c.ids}, nil
+	return &pgConn{Conn: conn.(*stdlib.Conn), ids: c.ids, observe: c.observe}, nil
 }
 
 func (c pgConnector) Driver() driver.Driver { return c.inner.Driver() }
@@ -179,7 +182,16 @@ func (c pgConnector) Driver() driver.Driver { return c.inner.Driver() }
 // bool arguments become 0/1 (the store's flags are integers, as on SQLite).
 type pgConn struct {
 	*stdlib.Conn
-	ids *sync.Map
+	ids     *sync.Map
+	observe prometheus.Observer
+}
+
+// timed observes the time since start, when the connection has an
+// observer: one query's latency up to its first result.
+func (c *pgConn) timed(start time.Time) {
+	if c.observe != nil {
+		c.observe.Observe(time.Since(start).Seconds())
+	}
 }
 
 func (c *pgConn) Prepare(q string) (driver.Stmt, error) {
@@ -231,6 +243,7 @@ func intArgs(args []driver.NamedValue) []driver.NamedValue {
 // RETURNING id, so that Result.LastInsertId works as it does on SQLite
 // (the id of the last row inserted).
 func (c *pgConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {
+	defer c.timed(time.Now())
 	rq := Rewrite(q)
 	args = intArgs(args)
 	if table := insertTable(rq); table != "" && c.hasIdentity(ctx, table) {
@@ -260,6 +273,7 @@ func (c *pgConn) ExecContext(ctx context.Context, q string, args []driver.NamedV
 }
 
 func (c *pgConn) QueryContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Rows, error) {
+	defer c.timed(time.Now())
 	return intRows(c.Conn.QueryContext(ctx, Rewrite(q), intArgs(args)))
 }
 
@@ -340,11 +354,12 @@ func insertTable(q string) string {
 	return strings.ToLower(rest[:end])
 }
 
-// openPostgres returns a pool of rewriting connections to url.
-func openPostgres(url string) (*sql.DB, error) {
+// openPostgres returns a pool of rewriting connections to url whose
+// queries' latency goes to observe (when not nil).
+func openPostgres(url string, observe prometheus.Observer) (*sql.DB, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return nil, errors.New("sqlstore: bad PostgreSQL URL (not shown: it may hold a password)")
 	}
-	return sql.OpenDB(pgConnector{inner: stdlib.GetConnector(*cfg), ids: new(sync.Map)}), nil
+	return sql.OpenDB(pgConnector{inner: stdlib.GetConnector(*cfg), ids: new(sync.Map), observe: observe}), nil
 }

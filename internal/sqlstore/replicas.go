@@ -25,12 +25,12 @@ type Options struct {
 	Registerer prometheus.Registerer // the router's metrics: reads by target, replica lag
 }
 
-// OpenURLWith is OpenURL with Options.
+// OpenURLWith is OpenURL with Options. On PostgreSQL with a Registerer,
+// every query's latency (to its first result) is observed in
+// blueprint_db_query_duration_seconds{server}: "primary" for the URL,
+// "replica1", "replica2", … for the replicas in their configured order.
 func OpenURLWith(ctx context.Context, u, defaultPath string, o Options) (*DB, error) {
-	if len(o.Replicas) == 0 {
-		return OpenURL(ctx, u, defaultPath)
-	}
-	if !IsPostgresURL(u) {
+	if len(o.Replicas) > 0 && !IsPostgresURL(u) {
 		return nil, fmt.Errorf("sqlstore: database.replicas needs a postgres:// database.url")
 	}
 	for i, r := range o.Replicas {
@@ -38,16 +38,27 @@ func OpenURLWith(ctx context.Context, u, defaultPath string, o Options) (*DB, er
 			return nil, fmt.Errorf("sqlstore: database.replicas[%d] is not a postgres:// URL", i)
 		}
 	}
-	db, err := OpenPostgres(ctx, u)
+	if !IsPostgresURL(u) {
+		return OpenURL(ctx, u, defaultPath)
+	}
+	observer, err := queryLatency(o.Registerer)
 	if err != nil {
 		return nil, err
+	}
+	db, err := openPostgresStore(ctx, u, observer("primary"))
+	if err != nil || len(o.Replicas) == 0 {
+		return db, err
+	}
+	servers := map[string]string{u: "primary"}
+	for i, r := range o.Replicas {
+		servers[r] = fmt.Sprintf("replica%d", i+1)
 	}
 	router, err := pgrepl.Open(ctx, pgrepl.Config{
 		Nodes:      append([]string{u}, o.Replicas...),
 		Logger:     o.Logger,
 		Registerer: o.Registerer,
 		Open: func(url string) (*sql.DB, error) {
-			pool, err := openPostgres(url)
+			pool, err := openPostgres(url, observer(servers[url]))
 			if err != nil {
 				return nil, err
 			}
@@ -62,6 +73,27 @@ func OpenURLWith(ctx context.Context, u, defaultPath string, o Options) (*DB, er
 	}
 	db.repl = router
 	return db, nil
+}
+
+// queryLatency registers the query latency histogram with reg and returns
+// its observer per server; without reg, observers are nil.
+func queryLatency(reg prometheus.Registerer) (func(server string) prometheus.Observer, error) {
+	if reg == nil {
+		return func(string) prometheus.Observer { return nil }, nil
+	}
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "blueprint", Subsystem: "db", Name: "query_duration_seconds",
+		Help:    "Latency of the SQL store's queries on PostgreSQL, to the first result, by server (primary, replicaN).",
+		Buckets: []float64{.0002, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5},
+	}, []string{"server"})
+	if err := reg.Register(h); err != nil {
+		are, ok := err.(prometheus.AlreadyRegisteredError)
+		if !ok {
+			return nil, fmt.Errorf("sqlstore: metrics: %w", err)
+		}
+		h = are.ExistingCollector.(*prometheus.HistogramVec)
+	}
+	return func(server string) prometheus.Observer { return h.WithLabelValues(server) }, nil
 }
 
 type readAfterKey struct{}

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/blueprint-media/blueprint/internal/sqlstore/pgrepl"
@@ -92,7 +93,12 @@ func Open(ctx context.Context, path string) (*DB, error) {
 // pending migrations (migrations/postgres). The services' SQL — written in
 // SQLite's dialect — is rewritten per query (see Rewrite).
 func OpenPostgres(ctx context.Context, url string) (*DB, error) {
-	pool, err := openPostgres(url)
+	return openPostgresStore(ctx, url, nil)
+}
+
+// openPostgresStore is OpenPostgres with the queries' latency observed.
+func openPostgresStore(ctx context.Context, url string, observe prometheus.Observer) (*DB, error) {
+	pool, err := openPostgres(url, observe)
 	if err != nil {
 		return nil, err
 	}
