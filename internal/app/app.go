@@ -481,6 +481,17 @@ func (a *App) start(ctx context.Context) error {
 					jobs.Go(func() { runArchive(ctx) })
 				}
 				jobs.Go(func() {
+					// The inbox only has to remember events that can
+					// still be delivered (outbox.InboxRetention).
+					every(ctx, a.logger, "inbox-prune", time.Hour, func(ctx context.Context) error {
+						n, err := outbox.PruneInbox(ctx, a.db, time.Now().Add(-outbox.InboxRetention), 0)
+						if n > 0 {
+							a.logger.Info("pruned the event inbox", "rows", n)
+						}
+						return err
+					})
+				})
+				jobs.Go(func() {
 					every(ctx, a.logger, "upload-sweep", 10*time.Minute, func(ctx context.Context) error {
 						if _, err := accounts.DeleteExpiredSessions(ctx); err != nil {
 							return err

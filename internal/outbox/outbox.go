@@ -39,6 +39,13 @@ const (
 	subjectPrefix = "events."
 	// DedupWindow is how long the stream remembers message IDs.
 	DedupWindow = 10 * time.Minute
+	// StreamMaxAge is how long the stream keeps an event; nothing older
+	// can be delivered (or redelivered) to a consumer.
+	StreamMaxAge = 7 * 24 * time.Hour
+	// InboxRetention is how long the inbox remembers that a consumer
+	// applied an event: twice StreamMaxAge, so that no copy still in the
+	// stream can find its row gone (PruneInbox).
+	InboxRetention = 2 * StreamMaxAge
 )
 
 // Event is one domain event as published.
@@ -58,7 +65,7 @@ func EnsureStream(ctx context.Context, q *queue.Queue) (jetstream.Stream, error)
 		Retention:  jetstream.LimitsPolicy,
 		Storage:    jetstream.FileStorage,
 		Duplicates: DedupWindow,
-		MaxAge:     7 * 24 * time.Hour,
+		MaxAge:     StreamMaxAge,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: stream: %w", err)
@@ -278,6 +285,31 @@ func Apply(ctx context.Context, db *sqlstore.DB, consumer string, e Event, h Han
 		}
 		return h(ctx, tx, e)
 	})
+}
+
+// PruneInbox deletes the inbox rows of events applied before before, in
+// transactions of at most batch rows (≤ 0: 5000), and returns how many it
+// deleted. Run it with before = now − InboxRetention: an event leaves the
+// stream StreamMaxAge after it was published, which is before it was
+// applied, so no delivery can come for a row that old, and the inbox stays
+// as large as two weeks of events instead of growing forever.
+func PruneInbox(ctx context.Context, db *sqlstore.DB, before time.Time, batch int) (int64, error) {
+	if batch <= 0 {
+		batch = 5000
+	}
+	var total int64
+	for {
+		res, err := db.W.ExecContext(ctx, `DELETE FROM processed_events WHERE (consumer, event_id) IN
+			(SELECT consumer, event_id FROM processed_events WHERE processed_at < ? LIMIT ?)`, before.Unix(), batch)
+		if err != nil {
+			return total, fmt.Errorf("outbox: prune inbox: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+		if n < int64(batch) {
+			return total, nil
+		}
+	}
 }
 
 // Stop stops the subscription and waits for the event in hand.

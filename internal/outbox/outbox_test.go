@@ -163,3 +163,44 @@ func TestInboxSkipsCopiesPastTheDedupWindow(t *testing.T) {
 		t.Fatalf("derived %d (want 1), handler calls %d (want 2: one failure, one success; the copy skipped)", derived, calls)
 	}
 }
+
+// TestPruneInbox: rows applied before the cutoff go, in batches; newer
+// ones stay, and the consumer still skips an event whose row stayed.
+func TestPruneInbox(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.Store(t)
+	now := time.Now()
+	old, recent := now.Add(-InboxRetention-time.Hour).Unix(), now.Add(-time.Hour).Unix()
+	if err := db.Tx(ctx, func(tx *sql.Tx) error {
+		for i := range 25 {
+			at := old
+			if i%5 == 0 {
+				at = recent
+			}
+			if _, err := tx.Exec(`INSERT INTO processed_events(consumer, event_id, processed_at) VALUES ('c', ?, ?)`, i+1, at); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := PruneInbox(ctx, db, now.Add(-InboxRetention), 7)
+	if err != nil || n != 20 {
+		t.Fatalf("PruneInbox = %d, %v; want 20 rows (in batches of 7)", n, err)
+	}
+	var left int
+	db.R.QueryRow(`SELECT COUNT(*) FROM processed_events WHERE consumer = 'c' AND processed_at = ?`, recent).Scan(&left)
+	var all int
+	db.R.QueryRow(`SELECT COUNT(*) FROM processed_events WHERE consumer = 'c'`).Scan(&all)
+	if left != 5 || all != 5 {
+		t.Fatalf("after pruning: %d recent rows of %d (want 5 of 5)", left, all)
+	}
+	calls := 0
+	if err := Apply(ctx, db, "c", Event{ID: 1}, func(context.Context, *sql.Tx, Event) error { calls++; return nil }); err != nil || calls != 0 {
+		t.Fatalf("a kept row no longer stops a copy: calls %d, %v", calls, err)
+	}
+	if n, err := PruneInbox(ctx, db, now.Add(-InboxRetention), 0); err != nil || n != 0 {
+		t.Fatalf("second prune = %d, %v; want 0", n, err)
+	}
+}
