@@ -47,6 +47,7 @@ import (
 	"github.com/blueprint-media/blueprint/internal/queue"
 	"github.com/blueprint-media/blueprint/internal/ratelimit"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
+	"github.com/blueprint-media/blueprint/internal/sqlstore/shard"
 	"github.com/blueprint-media/blueprint/internal/telemetry"
 	"github.com/blueprint-media/blueprint/internal/upload"
 	"github.com/blueprint-media/blueprint/internal/web"
@@ -84,6 +85,9 @@ type App struct {
 	modules   []frontend.Module // product services mounted on every frontend
 	bgCtx     context.Context   // ends when Stop begins; for background loops
 	dispatch  *dispatch.Dispatcher
+
+	shards      *shard.Router // database.shard_catalog: comments on shard clusters
+	shardStores []shardStore  // those clusters' primaries, for their outbox relays
 
 	l2          *redisl2.Fleet
 	invalidator *tier.NATS
@@ -391,6 +395,11 @@ func (a *App) start(ctx context.Context) error {
 	// package); they mount their routes on the frontends as modules.
 	if has("frontend") {
 		a.ids = ids
+		if cfg.Database.ShardCatalog != "" {
+			if a.shards, a.shardStores, err = a.startShards(ctx); err != nil {
+				return err
+			}
+		}
 		if err := a.newDispatcher(); err != nil {
 			return err
 		}
@@ -469,6 +478,9 @@ func (a *App) start(ctx context.Context) error {
 				// The outbox relay publishes the events services write in
 				// their transactions.
 				jobs.Go(func() { relay.Run(ctx) })
+				for _, r := range a.shardRelays() { // comments' events on the shard clusters
+					jobs.Go(func() { r.Run(ctx) })
+				}
 				if mover != nil {
 					jobs.Go(func() {
 						every(ctx, a.logger, "coldstore", a.cfg.ColdStore.Interval, func(ctx context.Context) error {

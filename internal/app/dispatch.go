@@ -10,6 +10,7 @@ import (
 	"github.com/blueprint-media/blueprint/internal/notify"
 	"github.com/blueprint-media/blueprint/internal/outbox"
 	"github.com/blueprint-media/blueprint/internal/search"
+	"github.com/blueprint-media/blueprint/internal/social"
 )
 
 // routes is the dispatcher's route table: which service gets which events
@@ -20,11 +21,15 @@ import (
 // they expire (dispatch.RetainCopies).
 func (a *App) routes() []dispatch.Route {
 	md := a.cfg.Dispatch.MaxDeliver
-	return []dispatch.Route{
+	routes := []dispatch.Route{
 		{Name: notify.ConsumerName, Lane: dispatch.P0, Capacity: 16, MaxDeliver: md, Kinds: notify.EventKinds()},
 		{Name: "feed", Lane: dispatch.P1, MaxDeliver: md, Kinds: []string{"video.ready"}},
 		{Name: search.Consumer, Lane: dispatch.P1, MaxDeliver: md, Kinds: search.EventKinds},
 	}
+	if a.cfg.Database.ShardCatalog != "" { // a cluster-wide setting, so still the same in every process
+		routes = append(routes, dispatch.Route{Name: commentCountsRoute, Lane: dispatch.P1, MaxDeliver: md, Kinds: social.CommentCountKinds})
+	}
+	return routes
 }
 
 // newDispatcher builds the dispatcher; services register their handlers

@@ -23,7 +23,7 @@ func (a *App) startSocial(ctx context.Context) error {
 	}
 	svc := social.New(a.db, a.ids, social.Config{
 		FanoutThreshold: cfg.FanoutThreshold, MaxCommentLength: cfg.MaxCommentLength, CommentInterval: cfg.CommentInterval,
-		VideoChanged: a.media.Invalidate, Feed: feed, Activity: activity,
+		VideoChanged: a.media.Invalidate, Feed: feed, Activity: activity, Shards: a.shards,
 	}, logger, a.reg)
 	profiles, err := newTier(ctx, a, "profiles", svc.LoadProfile)
 	if err != nil {
@@ -35,8 +35,18 @@ func (a *App) startSocial(ctx context.Context) error {
 		return err
 	}
 	a.modules = append(a.modules, &social.Module{S: svc, Media: a.media, Pages: pages, Logger: a.logger, MaxBodyBytes: int64(a.cfg.Gateway.MaxBodyBytes)})
+	if a.shards != nil {
+		// Sharded comments change their video's count through events.
+		if err := a.subscribe(commentCountsRoute, svc.CountComments); err != nil {
+			return err
+		}
+	}
 	return a.subscribe("feed", svc.FanOut)
 }
+
+// commentCountsRoute is the dispatcher route of social.CountComments
+// (only with database.shard_catalog).
+const commentCountsRoute = "comment-counts"
 
 // socialStores picks where the materialised home feeds live (kv.feeds): a
 // capped list per user in the key-value store (default), or the SQL

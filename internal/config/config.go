@@ -75,6 +75,8 @@ type Database struct {
 	URL string `yaml:"url" secret:"true" help:"sqlite:PATH (default: data_dir/blueprint.db), postgres://… or postgresql://… (blueprint db migrate moves a SQLite install)"`
 	// Replicas are streaming replicas of URL's server.
 	Replicas []string `yaml:"replicas" secret:"true" help:"postgres:// URLs of streaming replicas of database.url; pages read from a replica once it has replayed the visitor's last write, else from the primary"`
+	// ShardCatalog turns sharding on.
+	ShardCatalog string `yaml:"shard_catalog" secret:"true" help:"postgres:// URL of the shard catalog (blueprint db move-shard --catalog); when set, comments live on the shard clusters it maps, routed by the shard bits of their IDs"`
 }
 
 // Blob selects the object store.
@@ -235,6 +237,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return keyErr("data_dir", "empty")
+	}
+	if c.Database.ShardCatalog != "" && (!isPostgresURL(c.Database.ShardCatalog) || !isPostgresURL(c.Database.URL)) {
+		return keyErr("database.shard_catalog", "needs postgres:// URLs for both it and database.url")
 	}
 	for i, r := range c.Database.Replicas {
 		if !isPostgresURL(c.Database.URL) {

@@ -71,6 +71,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"bad preset", []string{"--worker-preset", "turbo"}, nil, "worker.preset"},
 		{"negative threads", []string{"--worker-ffmpeg-threads", "-1"}, nil, "worker.ffmpeg_threads"},
 		{"replicas on SQLite", []string{"--database-replicas", "postgres://h/db"}, nil, "database.replicas: needs a postgres://"},
+		{"shards on SQLite", []string{"--database-shard-catalog", "postgres://h/catalog"}, nil, "database.shard_catalog: needs postgres://"},
 		{"bad replica URL", []string{"--database-url", "postgres://h/db", "--database-replicas", "mysql://h/db"}, nil, "database.replicas[0]"},
 	}
 	for _, c := range cases {

@@ -274,7 +274,9 @@ func Subscribe(ctx context.Context, q *queue.Queue, db *sqlstore.DB, consumer st
 // inbox (processed_events); an event the consumer applied before is
 // skipped. It is how every consumer applies an event exactly once.
 func Apply(ctx context.Context, db *sqlstore.DB, consumer string, e Event, h Handler) error {
-	return db.Tx(ctx, func(tx *sql.Tx) error {
+	hooks := &afterCommit{}
+	ctx = context.WithValue(ctx, afterCommitKey{}, hooks)
+	err := db.Tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO processed_events(consumer, event_id, processed_at) VALUES (?, ?, ?)`,
 			consumer, e.ID, time.Now().Unix())
 		if err != nil {
@@ -285,6 +287,28 @@ func Apply(ctx context.Context, db *sqlstore.DB, consumer string, e Event, h Han
 		}
 		return h(ctx, tx, e)
 	})
+	if err == nil {
+		for _, fn := range hooks.fns {
+			fn()
+		}
+	}
+	return err
+}
+
+type afterCommitKey struct{}
+
+type afterCommit struct{ fns []func() }
+
+// AfterCommit runs fn once the transaction of the event a Handler is
+// applying has committed (not at all if it rolls back): for effects that
+// must not be seen before the handler's changes, such as dropping a cached
+// copy of a row the handler updated. Outside a Handler it runs fn at once.
+func AfterCommit(ctx context.Context, fn func()) {
+	if hooks, ok := ctx.Value(afterCommitKey{}).(*afterCommit); ok {
+		hooks.fns = append(hooks.fns, fn)
+		return
+	}
+	fn()
 }
 
 // PruneInbox deletes the inbox rows of events applied before before, in

@@ -35,6 +35,7 @@ func (m *Module) Routes(mux *http.ServeMux, instance string) {
 	mux.HandleFunc("GET /api/v1/videos/{id}/comments", m.comments)
 	mux.HandleFunc("POST /api/v1/videos/{id}/comments", m.addComment)
 	mux.HandleFunc("DELETE /api/v1/comments/{id}", m.deleteComment)
+	mux.HandleFunc("GET /api/v1/comments/recent", m.recentComments)
 	mux.HandleFunc("GET /feed", m.feedPage)
 }
 
@@ -252,6 +253,22 @@ func (m *Module) comments(w http.ResponseWriter, r *http.Request) {
 		out["next_cursor"] = strconv.FormatInt(cs[len(cs)-1].ID, 10)
 	}
 	httpx.JSON(w, http.StatusOK, out)
+}
+
+// recentComments lists the newest comments on the whole site (?limit=,
+// default 20): across every shard cluster when comments are sharded.
+func (m *Module) recentComments(w http.ResponseWriter, r *http.Request) {
+	_, limit, err := cursorAndLimit(r, 20)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	cs, err := m.S.RecentComments(r.Context(), limit)
+	if err != nil {
+		m.fail(w, r, err)
+		return
+	}
+	httpx.JSON(w, http.StatusOK, map[string]any{"comments": cs})
 }
 
 func (m *Module) addComment(w http.ResponseWriter, r *http.Request) {

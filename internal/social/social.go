@@ -27,7 +27,9 @@
 // user.unfollowed, comment.created, video.liked) through the outbox.
 // Counters (followers, likes, comments) change in the transaction that
 // inserts or deletes the row they count, so they never drift from the rows,
-// whatever the concurrency: the store serialises writers.
+// whatever the concurrency: the store serialises writers. Sharded comments
+// (Config.Shards) are the exception: their count follows their events
+// (shardcomments.go).
 package social
 
 import (
@@ -49,6 +51,7 @@ import (
 	"github.com/blueprint-media/blueprint/internal/idgen"
 	"github.com/blueprint-media/blueprint/internal/outbox"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
+	"github.com/blueprint-media/blueprint/internal/sqlstore/shard"
 )
 
 // Config tunes the service.
@@ -69,6 +72,10 @@ type Config struct {
 	// Activity, when set, records each user's follows, likes and comments
 	// in a capped list (GET /api/v1/activity).
 	Activity *ActivityLog
+	// Shards, when set, keeps comments on the shard clusters it routes to
+	// (database.shard_catalog; see shardcomments.go) instead of the
+	// service's database.
+	Shards *shard.Router
 }
 
 // IDs issues entity IDs (idgen.Generator does).
@@ -504,6 +511,13 @@ func (s *Service) AddComment(ctx context.Context, user, video int64, body string
 		return Comment{}, err
 	}
 	c := Comment{ID: id, VideoID: video, UserID: user, Body: body, CreatedAt: now.UTC().Truncate(time.Second)}
+	if s.cfg.Shards != nil {
+		if err := s.addShardedComment(ctx, &c); err != nil {
+			return Comment{}, fmt.Errorf("social: comment: %w", err)
+		}
+		s.record(ctx, user, "comment", video)
+		return c, nil
+	}
 	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		owner, err := videoOwner(ctx, tx, video)
 		if err != nil {
@@ -512,8 +526,8 @@ func (s *Service) AddComment(ctx context.Context, user, video int64, body string
 		if err := tx.QueryRowContext(ctx, `SELECT username FROM users WHERE id = ?`, user).Scan(&c.Username); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO comments(id, video_id, user_id, body, created_at) VALUES (?, ?, ?, ?, ?)`,
-			c.ID, video, user, body, c.CreatedAt.Unix()); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO comments(shard, id, video_id, user_id, body, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			idgen.Shard(c.ID), c.ID, video, user, body, c.CreatedAt.Unix()); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE videos SET comments = comments + 1 WHERE id = ?`, video); err != nil {
@@ -534,11 +548,17 @@ func (s *Service) AddComment(ctx context.Context, user, video int64, body string
 // DeleteComment deletes a comment; only its author or the video's owner
 // may.
 func (s *Service) DeleteComment(ctx context.Context, user, id int64) error {
+	if s.cfg.Shards != nil {
+		if err := s.deleteShardedComment(ctx, user, id); err != nil {
+			return fmt.Errorf("social: delete comment: %w", err)
+		}
+		return nil
+	}
 	var video int64
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var author, owner int64
-		err := tx.QueryRowContext(ctx, `SELECT c.user_id, c.video_id, v.user_id FROM comments c JOIN videos v ON v.id = c.video_id WHERE c.id = ?`, id).
-			Scan(&author, &video, &owner)
+		err := tx.QueryRowContext(ctx, `SELECT c.user_id, c.video_id, v.user_id FROM comments c JOIN videos v ON v.id = c.video_id WHERE c.shard = ? AND c.id = ?`,
+			idgen.Shard(id), id).Scan(&author, &video, &owner)
 		if errors.Is(err, sql.ErrNoRows) {
 			return errs.E(errs.NotFound, "no comment with id %d", id)
 		}
@@ -548,7 +568,7 @@ func (s *Service) DeleteComment(ctx context.Context, user, id int64) error {
 		if user != author && user != owner {
 			return errs.E(errs.Forbidden, "only the author or the video's owner can delete a comment")
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM comments WHERE id = ?`, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM comments WHERE shard = ? AND id = ?`, idgen.Shard(id), id); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE videos SET comments = comments - 1 WHERE id = ?`, video)
@@ -569,6 +589,9 @@ func (s *Service) Comments(ctx context.Context, video, before int64, limit int) 
 	}
 	if before <= 0 {
 		before = 1<<63 - 1
+	}
+	if s.cfg.Shards != nil {
+		return s.shardedComments(ctx, video, before, limit)
 	}
 	rows, err := s.db.Read(ctx).QueryContext(ctx, `SELECT c.id, c.video_id, c.user_id, u.username, c.body, c.created_at
 		FROM comments c JOIN users u ON u.id = c.user_id WHERE c.video_id = ? AND c.id < ? ORDER BY c.id DESC LIMIT ?`, video, before, limit)

@@ -96,6 +96,11 @@ func queryLatency(reg prometheus.Registerer) (func(server string) prometheus.Obs
 	return func(server string) prometheus.Observer { return h.WithLabelValues(server) }, nil
 }
 
+// OpenPool returns a pool of connections to the PostgreSQL server at url
+// that take the store's SQL (SQLite's dialect, see Rewrite) as well as
+// PostgreSQL's own; for routers that open their own pools (shard).
+func OpenPool(url string) (*sql.DB, error) { return openPostgres(url, nil) }
+
 type readAfterKey struct{}
 
 // WithReplicaReads marks ctx as allowing reads through Read to go to a

@@ -45,6 +45,10 @@ type Config struct {
 	// MaxOpenConns per cluster node (default 16).
 	MaxOpenConns int
 	Logger       *slog.Logger
+	// Open opens one node's pool (default sql.Open("pgx", url)). The
+	// platform passes sqlstore.OpenPool, whose connections also take its
+	// SQLite-dialect SQL.
+	Open func(url string) (*sql.DB, error)
 }
 
 // cluster is one physical cluster's pools.
@@ -319,14 +323,18 @@ func equalConfig(a, b ClusterConfig) bool {
 func (r *Router) open(ctx context.Context, cc ClusterConfig) (*cluster, error) {
 	c := &cluster{name: cc.Name, cfg: cc}
 	if len(cc.Replicas) > 0 {
-		rr, err := pgrepl.Open(ctx, pgrepl.Config{Nodes: append([]string{cc.Primary}, cc.Replicas...), Logger: r.cfg.Logger})
+		rr, err := pgrepl.Open(ctx, pgrepl.Config{Nodes: append([]string{cc.Primary}, cc.Replicas...), Logger: r.cfg.Logger, Open: r.cfg.Open})
 		if err != nil {
 			return nil, fmt.Errorf("shard: cluster %s: %w", cc.Name, err)
 		}
 		c.repl = rr
 		return c, nil
 	}
-	db, err := sql.Open("pgx", cc.Primary)
+	open := r.cfg.Open
+	if open == nil {
+		open = func(url string) (*sql.DB, error) { return sql.Open("pgx", url) }
+	}
+	db, err := open(cc.Primary)
 	if err != nil {
 		return nil, fmt.Errorf("shard: cluster %s: %w", cc.Name, err)
 	}

@@ -1,0 +1,208 @@
+package social
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/blueprint-media/blueprint/internal/errs"
+	"github.com/blueprint-media/blueprint/internal/idgen"
+	"github.com/blueprint-media/blueprint/internal/outbox"
+	"github.com/blueprint-media/blueprint/internal/sqlstore/shard"
+)
+
+// Sharded comments (Config.Shards, database.shard_catalog).
+//
+// A comment's ID is issued in its video's logical shard, so the ID alone
+// names the shard and, through the shard map, the PostgreSQL cluster that
+// holds the row. The comment and its event (comment.created or
+// comment.deleted) commit together on that cluster; the cluster's own
+// outbox relay publishes the event. The video and the author stay in the
+// main database: they are read there before the write, and the video's
+// comment count follows the events (CountComments, exactly once through the
+// inbox) instead of changing in the comment's transaction — it converges
+// within the relay's and the dispatcher's delay. A comment list reads one
+// cluster; RecentComments reads all of them (shard.Newest) and merges.
+
+// addShardedComment writes c (ID set) on its shard's cluster.
+func (s *Service) addShardedComment(ctx context.Context, c *Comment) error {
+	var owner int64
+	var status string
+	err := s.db.R.QueryRowContext(ctx, `SELECT user_id, status FROM videos WHERE id = ?`, c.VideoID).Scan(&owner, &status)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && status != "ready") {
+		return errs.E(errs.NotFound, "no video with id %d", c.VideoID)
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.db.R.QueryRowContext(ctx, `SELECT username FROM users WHERE id = ?`, c.UserID).Scan(&c.Username); err != nil {
+		return err
+	}
+	h, err := s.cfg.Shards.For(c.ID)
+	if err != nil {
+		return err
+	}
+	// Write retries fn on the new owner when a move fenced the old one:
+	// the failed transaction rolled back, so the comment is written once.
+	_, err = h.Write(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO comments(shard, id, video_id, user_id, body, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			h.Shard(), c.ID, c.VideoID, c.UserID, c.Body, c.CreatedAt.Unix()); err != nil {
+			return err
+		}
+		return outbox.Insert(ctx, tx, "comment.created", c.VideoID, map[string]string{
+			"comment_id": idStr(c.ID), "video_id": idStr(c.VideoID), "user_id": idStr(c.UserID), "video_owner_id": idStr(owner), "body": c.Body,
+		})
+	})
+	return err
+}
+
+// deleteShardedComment deletes comment id if user wrote it or owns its
+// video.
+func (s *Service) deleteShardedComment(ctx context.Context, user, id int64) error {
+	h, err := s.cfg.Shards.For(id)
+	if err != nil {
+		return err
+	}
+	notFound := errs.E(errs.NotFound, "no comment with id %d", id)
+	var author, video, owner int64
+	_, err = h.Write(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, `SELECT user_id, video_id FROM comments WHERE shard = ? AND id = ? FOR UPDATE`, h.Shard(), id).Scan(&author, &video)
+		if errors.Is(err, sql.ErrNoRows) {
+			return notFound
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.db.R.QueryRowContext(ctx, `SELECT user_id FROM videos WHERE id = ?`, video).Scan(&owner); err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if user != author && user != owner {
+			return errs.E(errs.Forbidden, "only the author or the video's owner can delete a comment")
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM comments WHERE shard = ? AND id = ?`, h.Shard(), id); err != nil {
+			return err
+		}
+		return outbox.Insert(ctx, tx, "comment.deleted", video, map[string]string{"comment_id": idStr(id), "video_id": idStr(video)})
+	})
+	return err
+}
+
+// shardedComments reads a page of video's comments from its shard's
+// cluster (a replica when the cluster has one) and the authors' names from
+// the main database.
+func (s *Service) shardedComments(ctx context.Context, video, before int64, limit int) ([]Comment, error) {
+	h, err := s.cfg.Shards.ForShard(idgen.Shard(video))
+	if err != nil {
+		return nil, fmt.Errorf("social: comments: %w", err)
+	}
+	db, err := h.Reader(ctx, 0)
+	if err != nil {
+		return nil, fmt.Errorf("social: comments: %w", err)
+	}
+	out, err := scanComments(db.QueryContext(ctx, `SELECT id, video_id, user_id, body, created_at FROM comments
+		WHERE shard = ? AND video_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, h.Shard(), video, before, limit))
+	if err != nil {
+		return nil, fmt.Errorf("social: comments: %w", err)
+	}
+	return out, s.fillUsernames(ctx, out)
+}
+
+// RecentComments returns the newest limit comments on the whole site,
+// newest first: one query on the database, or, with shards, one per
+// cluster (each limited to the shards it owns) merged by ID.
+func (s *Service) RecentComments(ctx context.Context, limit int) ([]Comment, error) {
+	if limit < 1 || limit > 100 {
+		return nil, errs.E(errs.Invalid, "limit must be 1..100")
+	}
+	var out []Comment
+	var err error
+	if s.cfg.Shards == nil {
+		out, err = scanComments(s.db.Read(ctx).QueryContext(ctx, `SELECT id, video_id, user_id, body, created_at FROM comments ORDER BY id DESC LIMIT ?`, limit))
+	} else {
+		out, err = shard.Newest(ctx, s.cfg.Shards, limit, func(ctx context.Context, c shard.ClusterView, k int) ([]Comment, error) {
+			return scanComments(c.DB.QueryContext(ctx, `SELECT id, video_id, user_id, body, created_at FROM comments
+				WHERE shard = ANY($1) ORDER BY id DESC LIMIT $2`, c.Shards, k))
+		}, func(c Comment) int64 { return c.ID })
+	}
+	if err != nil {
+		return nil, fmt.Errorf("social: recent comments: %w", err)
+	}
+	if out == nil {
+		out = []Comment{}
+	}
+	return out, s.fillUsernames(ctx, out)
+}
+
+// scanComments reads rows of (id, video_id, user_id, body, created_at).
+func scanComments(rows *sql.Rows, err error) ([]Comment, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := []Comment{}
+	for rows.Next() {
+		var c Comment
+		var created int64
+		if err := rows.Scan(&c.ID, &c.VideoID, &c.UserID, &c.Body, &created); err != nil {
+			return nil, err
+		}
+		c.CreatedAt = time.Unix(created, 0).UTC()
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+// fillUsernames sets the authors' names from the main database.
+func (s *Service) fillUsernames(ctx context.Context, cs []Comment) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	args := make([]any, len(cs))
+	for i, c := range cs {
+		args[i] = c.UserID
+	}
+	rows, err := s.db.Read(ctx).QueryContext(ctx, `SELECT id, username FROM users WHERE id IN (?`+strings.Repeat(", ?", len(cs)-1)+`)`, args...)
+	if err != nil {
+		return fmt.Errorf("social: comment authors: %w", err)
+	}
+	defer rows.Close()
+	names := map[int64]string{}
+	for rows.Next() {
+		var id int64
+		var name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return fmt.Errorf("social: comment authors: %w", err)
+		}
+		names[id] = name
+	}
+	for i := range cs {
+		cs[i].Username = names[cs[i].UserID]
+	}
+	return rows.Err()
+}
+
+// CommentCountKinds are the events CountComments applies.
+var CommentCountKinds = []string{"comment.created", "comment.deleted"}
+
+// CountComments keeps videos.comments in the main database in step with
+// sharded comments (an outbox.Handler for CommentCountKinds, run exactly
+// once per event by the inbox). Only for Config.Shards: without shards the
+// comment's own transaction changes the count.
+func (s *Service) CountComments(ctx context.Context, tx *sql.Tx, e outbox.Event) error {
+	delta := 1
+	switch e.Kind {
+	case "comment.created":
+	case "comment.deleted":
+		delta = -1
+	default:
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE videos SET comments = comments + ? WHERE id = ?`, delta, e.SubjectID); err != nil {
+		return fmt.Errorf("social: comment count of video %d: %w", e.SubjectID, err)
+	}
+	outbox.AfterCommit(ctx, func() { s.changedVideo(context.WithoutCancel(ctx), e.SubjectID) })
+	return nil
+}
