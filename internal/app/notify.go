@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blueprint-media/blueprint/internal/archive"
 	"github.com/blueprint-media/blueprint/internal/notify"
 	"github.com/blueprint-media/blueprint/internal/realtime"
 	"github.com/blueprint-media/blueprint/internal/web"
@@ -87,6 +88,9 @@ func (a *App) startNotify(ctx context.Context) error {
 	}, notify.Deps{
 		DB: a.db, IDs: a.ids, Media: a.media, Router: router, Mailer: mailer, Pusher: pusher,
 		Logger: logger, Registerer: a.reg,
+		// The inbox pages through archived days too (archive.*): kept even
+		// with archive.after = 0, so days archived earlier still show.
+		Archive: archive.NewReader(a.db, a.blobs),
 	})
 	// Events reach the service through the dispatcher (route "notify",
 	// user-facing lane).

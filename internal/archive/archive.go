@@ -61,6 +61,9 @@ type Config struct {
 	MaxPartitions int           // partitions archived per run (default 30)
 	LeaseTTL      time.Duration // how long a killed run keeps the lease (default 10m)
 	RowGroupRows  int64         // rows per Parquet row group (default 8192)
+	// Now is the clock the cutoff and the lease are computed from
+	// (default time.Now; tests of other packages set it).
+	Now func() time.Time
 }
 
 func (c *Config) defaults() error {
@@ -90,6 +93,9 @@ func (c *Config) defaults() error {
 	}
 	if c.RowGroupRows <= 0 {
 		c.RowGroupRows = 8192
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return nil
 }
@@ -155,7 +161,7 @@ func New(db *sqlstore.DB, blobs blob.Store, cfg Config, logger *slog.Logger, m *
 	}
 	var id [8]byte
 	rand.Read(id[:])
-	return &Archiver{db: db, blobs: blobs, cfg: cfg, logger: logger, m: m, holder: hex.EncodeToString(id[:]), now: time.Now}, nil
+	return &Archiver{db: db, blobs: blobs, cfg: cfg, logger: logger, m: m, holder: hex.EncodeToString(id[:]), now: cfg.Now}, nil
 }
 
 // Result says what one run did.

@@ -2,8 +2,11 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,8 +26,9 @@ type Reader struct {
 	db    *sqlstore.DB
 	blobs blob.Store
 
-	// groupsRead counts Parquet row groups read (tests check pruning).
-	groupsRead atomic.Int64
+	// groupsRead counts Parquet row groups read and bytesRead the bytes
+	// read from files (tests check pruning).
+	groupsRead, bytesRead atomic.Int64
 }
 
 // NewReader returns a Reader.
@@ -60,6 +64,9 @@ type Notification struct {
 	InApp     bool   `json:"in_app"`
 	CreatedAt int64  `json:"created_at"`
 	ReadAt    *int64 `json:"read_at,omitempty"`
+	// Archived is set when the row was read from the file of an archived
+	// partition: its read state is frozen (see Reader.Notifications).
+	Archived bool `json:"archived,omitempty"`
 }
 
 func notificationOf(r Row) Notification {
@@ -100,18 +107,61 @@ func (r *Reader) files(ctx context.Context, t Table, from, to int64) ([]filePart
 }
 
 // readCold calls fn with the rows of the file whose SortBy column equals
-// eq.
+// eq. It reads the parts of the file it needs (footer, bloom filters, the
+// row groups that may hold eq), by range.
 func (r *Reader) readCold(ctx context.Context, t Table, f filePart, eq int64, fn func(Row) error) error {
-	data, err := readObject(ctx, r.blobs, f.key)
+	o, err := r.blobs.Open(ctx, f.key)
 	if err != nil {
 		return fmt.Errorf("archive: open %s: %w", f.key, err)
 	}
-	n, err := readFile(data, t, &eq, fn)
+	defer o.Close()
+	ra := &countingReaderAt{r: readerAt(o), n: &r.bytesRead}
+	n, err := readFileAt(ra, o.Info().Size, t, &eq, fn)
 	r.groupsRead.Add(int64(n))
 	if err != nil {
 		return fmt.Errorf("archive: %s: %w", f.key, err)
 	}
 	return nil
+}
+
+// readerAt returns o as an io.ReaderAt: itself when it is one (a file of
+// the disk store), else reads after seeks, one at a time.
+func readerAt(o blob.Object) io.ReaderAt {
+	if ra, ok := o.(io.ReaderAt); ok {
+		return ra
+	}
+	return &seekReaderAt{o: o}
+}
+
+// seekReaderAt reads at an offset of an io.ReadSeeker.
+type seekReaderAt struct {
+	mu sync.Mutex
+	o  io.ReadSeeker
+}
+
+func (s *seekReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.o.Seek(off, io.SeekStart); err != nil {
+		return 0, err
+	}
+	n, err := io.ReadFull(s.o, p)
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		err = io.EOF // io.ReaderAt's end of input
+	}
+	return n, err
+}
+
+// countingReaderAt adds the bytes read through it to n.
+type countingReaderAt struct {
+	r io.ReaderAt
+	n *atomic.Int64
+}
+
+func (c *countingReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func (r *Reader) hot(ctx context.Context, t Table, where string, args []any, fn func(Row)) error {
@@ -165,8 +215,9 @@ func (r *Reader) Events(ctx context.Context, subject int64, from, to time.Time) 
 // Notifications returns a page of user's in-app notifications, newest
 // first (by ID, as notify.Service.List pages them): those with an ID below
 // before (0: from the newest), at most limit, and the cursor of the next
-// page (0 at the end). Archived notifications keep the read state they had
-// when they were archived.
+// page (0 at the end). Notifications read from the file of an archived
+// partition have Archived set and keep the read state they had when they
+// were archived.
 func (r *Reader) Notifications(ctx context.Context, user, before int64, limit int) ([]Notification, int64, error) {
 	if limit <= 0 {
 		limit = 20
@@ -195,6 +246,7 @@ func (r *Reader) Notifications(ctx context.Context, user, before int64, limit in
 		}
 		if err := r.readCold(ctx, Notifications, f, user, func(row Row) error {
 			n := notificationOf(row)
+			n.Archived = true
 			if _, hot := byID[n.ID]; !hot && n.InApp && n.ID < before {
 				byID[n.ID] = n
 			}

@@ -222,6 +222,11 @@ func (t Table) schema() *parquet.Schema {
 	return parquet.NewSchema(t.Name, g)
 }
 
+// bloomBitsPerValue sizes the bloom filter on the sort column of each row
+// group (about 1% false positives): readers skip the row groups, and so
+// the bytes, of a file that cannot hold the subject or user they look for.
+const bloomBitsPerValue = 10
+
 // fileWriter writes rows of t to a Parquet file, in the order given.
 type fileWriter struct {
 	t      Table
@@ -239,6 +244,7 @@ func newFileWriter(out io.Writer, t Table, rowGroupRows int64) *fileWriter {
 		fw.leaf[i] = leaf.ColumnIndex
 	}
 	fw.w = parquet.NewWriter(out, s, parquet.Compression(&zstd.Codec{}), parquet.MaxRowsPerRowGroup(rowGroupRows),
+		parquet.BloomFilters(parquet.SplitBlockFilter(bloomBitsPerValue, t.SortBy)),
 		parquet.CreatedBy("blueprint-archive", "1", ""))
 	return fw
 }
@@ -291,10 +297,18 @@ var errBadFile = errors.New("archive: unreadable or foreign Parquet file")
 
 // readFile calls fn with each row of the Parquet file data of table t, in
 // file order. With eq set (a value of t.SortBy) it skips the row groups
-// whose statistics exclude eq and passes only rows with that value; it
-// returns the number of row groups read.
+// whose statistics or bloom filter exclude eq and passes only rows with
+// that value; it returns the number of row groups read.
 func readFile(data []byte, t Table, eq *int64, fn func(Row) error) (int, error) {
-	f, err := parquet.OpenFile(bytes.NewReader(data), int64(len(data)))
+	return readFileAt(bytes.NewReader(data), int64(len(data)), t, eq, fn)
+}
+
+// readFileAt is readFile over a file of size bytes read through r: it
+// reads the footer, the bloom filters it needs, and the column chunks of
+// the row groups it does not skip, not the whole file (bloom filters are
+// read lazily, only for the row groups the statistics do not exclude).
+func readFileAt(r io.ReaderAt, size int64, t Table, eq *int64, fn func(Row) error) (int, error) {
+	f, err := parquet.OpenFile(r, size, parquet.SkipPageIndex(true), parquet.SkipBloomFilters(true))
 	if err != nil {
 		return 0, fmt.Errorf("%w: %v", errBadFile, err)
 	}
@@ -314,6 +328,15 @@ func readFile(data []byte, t Table, eq *int64, fn func(Row) error) (int, error) 
 		if eq != nil && g < len(meta.RowGroups) {
 			if lo, hi, ok := int64Stats(meta.RowGroups[g].Columns[leaf[sortIdx]].MetaData.Statistics); ok && (*eq < lo || *eq > hi) {
 				continue
+			}
+			if bf := rg.ColumnChunks()[leaf[sortIdx]].BloomFilter(); bf != nil {
+				in, err := bf.Check(parquet.Int64Value(*eq))
+				if err != nil {
+					return read, fmt.Errorf("%w: bloom filter: %v", errBadFile, err)
+				}
+				if !in {
+					continue
+				}
 			}
 		}
 		read++

@@ -31,6 +31,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/blueprint-media/blueprint/internal/archive"
 	"github.com/blueprint-media/blueprint/internal/errs"
 	"github.com/blueprint-media/blueprint/internal/idgen"
 	"github.com/blueprint-media/blueprint/internal/media"
@@ -139,8 +140,16 @@ type VideoGetter interface {
 	Get(ctx context.Context, id int64) (media.Video, error)
 }
 
+// ArchiveReader reads a page of a user's inbox over both tiers of the
+// notifications table, paged as List pages (archive.Reader).
+type ArchiveReader interface {
+	Notifications(ctx context.Context, user, before int64, limit int) ([]archive.Notification, int64, error)
+}
+
 // Deps are the service's collaborators. Router, Mailer and Pusher may be
-// nil: that channel is then off.
+// nil: that channel is then off. Archive may be nil: the inbox then lists
+// the table alone, and notifications moved to the cold tier by
+// internal/archive are no longer listed.
 type Deps struct {
 	DB         *sqlstore.DB
 	IDs        *idgen.Generator
@@ -148,22 +157,24 @@ type Deps struct {
 	Router     *realtime.Router
 	Mailer     *Mailer
 	Pusher     *Pusher
+	Archive    ArchiveReader
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
 
 // Service is the notification service.
 type Service struct {
-	cfg    Config
-	db     *sqlstore.DB
-	ids    *idgen.Generator
-	media  VideoGetter
-	router *realtime.Router
-	mailer *Mailer
-	pusher *Pusher
-	log    *slog.Logger
-	m      *metrics
-	now    func() time.Time
+	cfg     Config
+	db      *sqlstore.DB
+	ids     *idgen.Generator
+	media   VideoGetter
+	router  *realtime.Router
+	mailer  *Mailer
+	pusher  *Pusher
+	archive ArchiveReader
+	log     *slog.Logger
+	m       *metrics
+	now     func() time.Time
 
 	kickLive, kickFanout, kickEmail, kickPush chan struct{}
 
@@ -176,7 +187,7 @@ type Service struct {
 func New(cfg Config, d Deps) *Service {
 	cfg.defaults()
 	return &Service{
-		cfg: cfg, db: d.DB, ids: d.IDs, media: d.Media, router: d.Router, mailer: d.Mailer, pusher: d.Pusher,
+		cfg: cfg, db: d.DB, ids: d.IDs, media: d.Media, router: d.Router, mailer: d.Mailer, pusher: d.Pusher, archive: d.Archive,
 		log: d.Logger, m: newMetrics(d.Registerer), now: time.Now,
 		kickLive: make(chan struct{}, 1), kickFanout: make(chan struct{}, 1),
 		kickEmail: make(chan struct{}, 1), kickPush: make(chan struct{}, 1),

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/blueprint-media/blueprint/internal/archive"
 	"github.com/blueprint-media/blueprint/internal/errs"
 )
 
@@ -24,10 +25,15 @@ type Notification struct {
 	URL       string     `json:"url,omitempty"`
 	CreatedAt time.Time  `json:"created_at"`
 	ReadAt    *time.Time `json:"read_at,omitempty"`
+	// Archived is set on a notification listed from the cold tier (the
+	// file of an archived partition, internal/archive): it is frozen as it
+	// was archived, no longer counts as unread and cannot be marked read.
+	Archived bool `json:"archived,omitempty"`
 }
 
-// Read reports whether the notification has been read.
-func (n Notification) Read() bool { return n.ReadAt != nil }
+// Read reports whether the notification is read: marked read, or
+// archived (an archived notification never counts as unread).
+func (n Notification) Read() bool { return n.ReadAt != nil || n.Archived }
 
 const columns = `id, type, actor_id, subject_id, body, created_at, read_at`
 
@@ -71,12 +77,22 @@ type ListOptions struct {
 
 // List returns a page of user's in-app notifications, newest first, and
 // the cursor of the next page (0 at the end).
+//
+// With an archive reader (Deps.Archive) the full listing spans both tiers
+// of the table and pages exactly as it did before the old partitions were
+// archived: the same notifications, cursors and values, the archived ones
+// with Archived set. The unread-only listing reads the table alone: an
+// archived notification is never unread (see Notification.Read), so the
+// unread view stays what Unread counts and MarkRead can clear.
 func (s *Service) List(ctx context.Context, user int64, o ListOptions) ([]Notification, int64, error) {
 	if o.Limit <= 0 {
 		o.Limit = 20
 	}
 	if o.Limit > 100 {
 		return nil, 0, errs.E(errs.Invalid, "limit must be 1..100")
+	}
+	if s.archive != nil && !o.UnreadOnly {
+		return s.listTiers(ctx, user, o)
 	}
 	q := `SELECT ` + columns + ` FROM notifications WHERE user_id = ? AND in_app = 1`
 	args := []any{user}
@@ -111,6 +127,37 @@ func (s *Service) List(ctx context.Context, user int64, o ListOptions) ([]Notifi
 		next = out[len(out)-1].ID
 	}
 	return out, next, nil
+}
+
+// The app passes an *archive.Reader as Deps.Archive.
+var _ ArchiveReader = (*archive.Reader)(nil)
+
+// listTiers is List over both tiers, through the archive reader.
+func (s *Service) listTiers(ctx context.Context, user int64, o ListOptions) ([]Notification, int64, error) {
+	rows, next, err := s.archive.Notifications(ctx, user, o.Before, o.Limit)
+	if err != nil {
+		return nil, 0, fmt.Errorf("notify: list: %w", err)
+	}
+	out := make([]Notification, 0, len(rows))
+	for _, r := range rows {
+		out = append(out, fromArchive(r))
+	}
+	return out, next, nil
+}
+
+// fromArchive converts a row read by the archive reader as scan converts
+// a row of the table.
+func fromArchive(r archive.Notification) Notification {
+	n := Notification{ID: r.ID, Type: r.Type, ActorID: r.ActorID, SubjectID: r.SubjectID,
+		CreatedAt: time.Unix(r.CreatedAt, 0).UTC(), Archived: r.Archived}
+	var b body
+	json.Unmarshal([]byte(r.Body), &b)
+	n.Title, n.Text, n.URL = b.Title, b.Text, b.URL
+	if r.ReadAt != nil {
+		t := time.Unix(*r.ReadAt, 0).UTC()
+		n.ReadAt = &t
+	}
+	return n
 }
 
 // Unread returns the number of user's unread in-app notifications.
