@@ -18,11 +18,13 @@ import (
 	"github.com/blueprint-media/blueprint/internal/config"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
 	"github.com/blueprint-media/blueprint/internal/sqlstore/migrate"
+	"github.com/blueprint-media/blueprint/internal/sqlstore/shard"
 )
 
 const dbUsage = `usage:
   blueprint db status [--json] [--config FILE | --database-url URL | --data-dir DIR]
   blueprint db migrate --to postgres://... [--from sqlite:PATH | --config FILE] [--force] [--batch N]
+  blueprint db migrate --to-shards CATALOG_URL [--from postgres://... | --config FILE] [--keep-source] [--batch N]
   blueprint db move-shard --catalog URL (--shard N --to CLUSTER | --list | --abort --shard N | --add-cluster NAME=URL)
 `
 
@@ -176,10 +178,13 @@ func writeStatus(w io.Writer, st sqlstore.Status) {
 // dbMigrate copies a SQLite install onto an empty PostgreSQL database and
 // verifies the copy (migrate.Copy).
 func dbMigrate(args []string, stdout, stderr io.Writer) int {
-	own, rest, err := splitFlags(args, []string{"force"}, []string{"to", "from", "batch"})
+	own, rest, err := splitFlags(args, []string{"force", "keep-source"}, []string{"to", "to-shards", "from", "batch"})
 	if err != nil {
 		fmt.Fprintf(stderr, "blueprint db migrate: %v\n\n%s", err, dbUsage)
 		return 2
+	}
+	if own["to-shards"] != "" {
+		return dbSpread(own, rest, stdout, stderr)
 	}
 	to := own["to"]
 	if !sqlstore.IsPostgresURL(to) {
@@ -233,5 +238,77 @@ func dbMigrate(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "\nverified: %d tables, row counts and checksums equal.\nnext: set database.url to %s and start blueprint.\n", len(rep.Tables), sqlstore.Redact(to))
+	return 0
+}
+
+// dbSpread moves the sharded tables' rows of a PostgreSQL store onto the
+// shard clusters of a catalog (blueprint db migrate --to-shards): the step
+// from one database onto N shards, before starting the platform with
+// database.shard_catalog.
+func dbSpread(own map[string]string, rest []string, stdout, stderr io.Writer) int {
+	catURL := own["to-shards"]
+	if !sqlstore.IsPostgresURL(catURL) {
+		fmt.Fprintf(stderr, "blueprint db migrate: --to-shards must be the catalog's postgres:// URL\n\n%s", dbUsage)
+		return 2
+	}
+	keep, _ := strconv.ParseBool(own["keep-source"])
+	batch := 0
+	if b := own["batch"]; b != "" {
+		var err error
+		if batch, err = strconv.Atoi(b); err != nil || batch <= 0 {
+			fmt.Fprintf(stderr, "blueprint db migrate: --batch wants a positive number\n")
+			return 2
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var src *sqlstore.DB
+	var err error
+	if from := own["from"]; from != "" {
+		src, _, err = openStore(ctx, from, "")
+	} else {
+		src, _, err = openConfigured(ctx, rest, stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "blueprint db migrate: source:", err)
+		return 1
+	}
+	defer src.Close()
+	if src.Dialect != sqlstore.Postgres {
+		fmt.Fprintln(stderr, "blueprint db migrate: --to-shards moves a PostgreSQL store; move a SQLite one with --to first")
+		return 2
+	}
+	cat, err := shard.OpenCatalog(ctx, catURL)
+	if err != nil {
+		fmt.Fprintln(stderr, "blueprint db migrate: catalog:", err)
+		return 1
+	}
+	defer cat.Close()
+	m, err := cat.Load(ctx)
+	if err != nil {
+		fmt.Fprintln(stderr, "blueprint db migrate: catalog:", err)
+		return 1
+	}
+	// Every cluster gets the platform's schema first (what the platform
+	// does when it starts with database.shard_catalog).
+	for _, name := range m.ClusterNames() {
+		db, err := sqlstore.OpenPostgres(ctx, m.Clusters[name].Primary)
+		if err != nil {
+			fmt.Fprintf(stderr, "blueprint db migrate: cluster %s: %v\n", name, err)
+			return 1
+		}
+		db.Close()
+	}
+	res, err := shard.Spread(ctx, src.W, cat, shard.SpreadOptions{Batch: batch, KeepSource: keep, Progress: stderr})
+	if err != nil {
+		fmt.Fprintln(stderr, "blueprint db migrate:", err)
+		return 1
+	}
+	for _, t := range res.Tables {
+		for _, name := range m.ClusterNames() {
+			fmt.Fprintf(stdout, "%s\t%s\t%d rows\n", t, name, res.Copied[t][name])
+		}
+	}
+	fmt.Fprintf(stdout, "\nverified: every row is on the cluster of its shard; %d deleted from the source.\nnext: set database.shard_catalog to %s and start blueprint.\n", res.Deleted, sqlstore.Redact(catURL))
 	return 0
 }

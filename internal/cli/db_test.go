@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
+	"github.com/blueprint-media/blueprint/internal/sqlstore/shard"
 	"github.com/blueprint-media/blueprint/internal/testenv"
 )
 
@@ -85,5 +86,95 @@ func TestDBStatusAndMigrate(t *testing.T) {
 	}
 	if code, _, errOut := run(t, "db", "status", "--database-url", "sqlite:"+filepath.Join(t.TempDir(), "none.db")); code != 1 || !strings.Contains(errOut, "no SQLite database") {
 		t.Errorf("status of a missing file: %d %q", code, errOut)
+	}
+}
+
+// TestDBMigrateToShards: a PostgreSQL store's comments go onto the shard
+// clusters of a catalog (one cluster on another server, one in a database
+// beside the store), each on the cluster of its shard, and leave the store.
+func TestDBMigrateToShards(t *testing.T) {
+	ctx := context.Background()
+	url1, url2 := testenv.StartPostgres(t, false), testenv.StartPostgres(t, false)
+	server1, err := sql.Open("pgx", url1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server1.Close()
+	for _, name := range []string{"catalog", "a"} {
+		if _, err := server1.Exec(`CREATE DATABASE ` + name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dbURL := func(name string) string { return strings.Replace(url1, "/postgres?", "/"+name+"?", 1) }
+	store, err := sqlstore.OpenPostgres(ctx, url1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	for i := range 300 {
+		s := (i * 53) % 4096
+		if _, err := store.W.Exec(`INSERT INTO comments (shard, id, video_id, user_id, body, created_at) VALUES ($1, $2, 1, 1, 'hello', 0)`, s, int64(s)<<10|int64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// a owns shards 0–2047, b 2048–4095.
+	catalog, err := shard.OpenCatalog(ctx, dbURL("catalog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalog.Init(ctx, []shard.ClusterConfig{{Name: "a", Primary: dbURL("a")}, {Name: "b", Primary: url2}}); err != nil {
+		t.Fatal(err)
+	}
+	catalog.Close()
+	code, out, errOut := run(t, "db", "migrate", "--to-shards", dbURL("catalog"), "--from", url1, "--batch", "40")
+	if code != 0 || !strings.Contains(out, "verified:") || !strings.Contains(out, "300 deleted") {
+		t.Fatalf("migrate --to-shards: %d\n%s\n%s", code, out, errOut)
+	}
+	var left int
+	store.R.QueryRow(`SELECT COUNT(*) FROM comments`).Scan(&left)
+	if left != 0 {
+		t.Errorf("%d comments left in the store", left)
+	}
+	total := 0
+	for name, url := range map[string]string{"a": dbURL("a"), "b": url2} {
+		db, err := sql.Open("pgx", url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n, foreign int
+		db.QueryRow(`SELECT COUNT(*) FROM comments`).Scan(&n)
+		if n == 0 {
+			t.Errorf("cluster %s got no comments", name)
+		}
+		rows, err := db.Query(`SELECT shard FROM comments`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cat, err := sql.Open("pgx", dbURL("catalog"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var s int
+			rows.Scan(&s)
+			var owner string
+			cat.QueryRow(`SELECT cluster FROM blueprint_shard_map WHERE shard = $1`, s).Scan(&owner)
+			if owner != name {
+				foreign++
+			}
+		}
+		rows.Close()
+		cat.Close()
+		db.Close()
+		if foreign != 0 {
+			t.Errorf("cluster %s holds %d comments of shards it does not own", name, foreign)
+		}
+		total += n
+	}
+	if total != 300 {
+		t.Errorf("clusters hold %d comments, want 300", total)
+	}
+	if code, _, errOut := run(t, "db", "migrate", "--to-shards", "mysql://x"); code != 2 || !strings.Contains(errOut, "--to-shards") {
+		t.Errorf("bad catalog URL: %d %s", code, errOut)
 	}
 }
