@@ -26,16 +26,7 @@ import (
 // anonymous ones.
 func TestReplicaReadYourWrites(t *testing.T) {
 	c := testenv.StartPGCluster(t, 1)
-	replica, err := sql.Open("pgx", c.Replicas[0].URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer replica.Close()
-	primary, err := sql.Open("pgx", c.Primary.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer primary.Close()
+	replica, primary := openDB(t, c.Replicas[0].URL), openDB(t, c.Primary.URL)
 	// ALTER SYSTEM writes the server's own postgresql.auto.conf: run it
 	// on the replica, which is where WAL is applied.
 	if _, err := replica.Exec(`ALTER SYSTEM SET recovery_min_apply_delay = '40ms'`); err != nil {
@@ -219,15 +210,7 @@ func TestPrimaryFailover(t *testing.T) {
 	if code, out := signUp("before"); code != 201 {
 		t.Fatalf("sign up: %d %v", code, out)
 	}
-	replica, err := sql.Open("pgx", c.Replicas[0].URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer replica.Close()
-	primary, err := sql.Open("pgx", c.Primary.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	replica, primary := openDB(t, c.Replicas[0].URL), openDB(t, c.Primary.URL)
 	waitReplay(t, replica, primary)
 	primary.Close()
 	c.Stop(t, c.Primary)
@@ -246,4 +229,15 @@ func TestPrimaryFailover(t *testing.T) {
 	if code, out := do("POST", "/api/v1/sessions", "", `{"username":"before","password":"correct horse"}`); code != 200 {
 		t.Fatalf("the user written before the failover cannot log in: %d %v", code, out)
 	}
+}
+
+// openDB opens a plain pgx pool on url, closed when the test ends.
+func openDB(t *testing.T, url string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
 }

@@ -27,15 +27,7 @@ import (
 func TestShardedComments(t *testing.T) {
 	ctx := context.Background()
 	aURL, bURL := testenv.StartPostgresLogical(t), testenv.StartPostgresLogical(t)
-	open := func(url string) *sql.DB {
-		db, err := sql.Open("pgx", url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { db.Close() })
-		return db
-	}
-	serverA, serverB := open(aURL), open(bURL)
+	serverA, serverB := openDB(t, aURL), openDB(t, bURL)
 	for _, name := range []string{"blueprint", "catalog"} {
 		if _, err := serverA.Exec(`CREATE DATABASE ` + name); err != nil {
 			t.Fatal(err)
@@ -77,7 +69,7 @@ func TestShardedComments(t *testing.T) {
 	}
 	// Two of alice's videos, one in shard 5 (cluster a), one in shard 3000
 	// (cluster b): IDs with those shard bits.
-	mainDB := open(mainURL)
+	mainDB := openDB(t, mainURL)
 	videoIn := func(s int64) int64 { return 1<<40 | s<<(idgen.WorkerBits+idgen.SequenceBits) }
 	vA, vB := videoIn(5), videoIn(3000)
 	now := time.Now().Unix()

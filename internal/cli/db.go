@@ -192,27 +192,18 @@ func dbMigrate(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	force, _ := strconv.ParseBool(own["force"])
-	batch := 0
-	if b := own["batch"]; b != "" {
-		if batch, err = strconv.Atoi(b); err != nil || batch <= 0 {
-			fmt.Fprintf(stderr, "blueprint db migrate: --batch wants a positive number\n")
-			return 2
-		}
+	batch, ok := batchFlag(own, stderr)
+	if !ok {
+		return 2
+	}
+	if from := own["from"]; from != "" && !strings.HasPrefix(from, "sqlite:") {
+		fmt.Fprintln(stderr, "blueprint db migrate: --from must be sqlite:PATH")
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var src *sqlstore.DB
-	if from := own["from"]; from != "" {
-		if !strings.HasPrefix(from, "sqlite:") {
-			fmt.Fprintln(stderr, "blueprint db migrate: --from must be sqlite:PATH")
-			return 2
-		}
-		src, _, err = openStore(ctx, from, "")
-	} else {
-		src, _, err = openConfigured(ctx, rest, stderr)
-	}
+	src, err := migrateSource(ctx, own, rest, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "blueprint db migrate: source:", err)
 		return 1
 	}
 	defer src.Close()
@@ -252,25 +243,14 @@ func dbSpread(own map[string]string, rest []string, stdout, stderr io.Writer) in
 		return 2
 	}
 	keep, _ := strconv.ParseBool(own["keep-source"])
-	batch := 0
-	if b := own["batch"]; b != "" {
-		var err error
-		if batch, err = strconv.Atoi(b); err != nil || batch <= 0 {
-			fmt.Fprintf(stderr, "blueprint db migrate: --batch wants a positive number\n")
-			return 2
-		}
+	batch, ok := batchFlag(own, stderr)
+	if !ok {
+		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var src *sqlstore.DB
-	var err error
-	if from := own["from"]; from != "" {
-		src, _, err = openStore(ctx, from, "")
-	} else {
-		src, _, err = openConfigured(ctx, rest, stderr)
-	}
+	src, err := migrateSource(ctx, own, rest, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "blueprint db migrate: source:", err)
 		return 1
 	}
 	defer src.Close()
@@ -311,4 +291,35 @@ func dbSpread(own map[string]string, rest []string, stdout, stderr io.Writer) in
 	}
 	fmt.Fprintf(stdout, "\nverified: every row is on the cluster of its shard; %d deleted from the source.\nnext: set database.shard_catalog to %s and start blueprint.\n", res.Deleted, sqlstore.Redact(catURL))
 	return 0
+}
+
+// batchFlag reads --batch (0 when absent); false after printing why it is
+// bad.
+func batchFlag(own map[string]string, stderr io.Writer) (int, bool) {
+	b := own["batch"]
+	if b == "" {
+		return 0, true
+	}
+	n, err := strconv.Atoi(b)
+	if err != nil || n <= 0 {
+		fmt.Fprintf(stderr, "blueprint db migrate: --batch wants a positive number\n")
+		return 0, false
+	}
+	return n, true
+}
+
+// migrateSource opens the store db migrate reads from: --from, else the
+// configured one. It prints the error it returns.
+func migrateSource(ctx context.Context, own map[string]string, rest []string, stderr io.Writer) (*sqlstore.DB, error) {
+	var src *sqlstore.DB
+	var err error
+	if from := own["from"]; from != "" {
+		src, _, err = openStore(ctx, from, "")
+	} else {
+		src, _, err = openConfigured(ctx, rest, stderr)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "blueprint db migrate: source:", err)
+	}
+	return src, err
 }
