@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -201,6 +203,18 @@ func TestShardedComments(t *testing.T) {
 		t.Errorf("cluster b still holds %d comments of the moved shard", len(got))
 	}
 	countIs(vB, len(acked))
+	// The admin page shows the map after the move and the move itself.
+	resp, err := http.Get(a.URLs().Admin + "/db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"Shards (comments)", "0-2047,3000", "2048-2999,3001-4095", "b → a"} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("/db lacks %q", want)
+		}
+	}
 	code, out = do("GET", fmt.Sprintf("/api/v1/videos/%d/comments?limit=100", vB), "", "")
 	if list, _ := out["comments"].([]any); code != 200 || len(list) != min(len(acked), 100) {
 		t.Errorf("comments of video b after the move: %d, %d listed, want %d", code, len(list), min(len(acked), 100))

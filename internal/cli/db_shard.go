@@ -5,7 +5,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -134,7 +133,7 @@ func printMap(ctx context.Context, cat *shard.Catalog, stdout, stderr io.Writer)
 	for _, name := range m.ClusterNames() {
 		cc := m.Clusters[name]
 		owned := m.ShardsOf(name)
-		fmt.Fprintf(stdout, "cluster %s  primary %s  replicas %d  shards %d: %s\n", name, redactURL(cc.Primary), len(cc.Replicas), len(owned), ranges(owned))
+		fmt.Fprintf(stdout, "cluster %s  primary %s  replicas %d  shards %d: %s\n", name, shard.RedactURL(cc.Primary), len(cc.Replicas), len(owned), shard.Ranges(owned))
 	}
 	for s, st := range m.State {
 		if st != shard.StateActive {
@@ -160,39 +159,4 @@ func printMap(ctx context.Context, cat *shard.Catalog, stdout, stderr io.Writer)
 		fmt.Fprintf(stdout, "  #%d shard %d %s → %s started %s: %s\n", mv.ID, mv.Shard, mv.From, mv.To, mv.StartedAt.UTC().Format(time.RFC3339), state)
 	}
 	return 0
-}
-
-// ranges prints sorted shard numbers as "0-2047,3000".
-func ranges(s []int32) string {
-	if len(s) == 0 {
-		return "none"
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		j := i
-		for j+1 < len(s) && s[j+1] == s[j]+1 {
-			j++
-		}
-		if b.Len() > 0 {
-			b.WriteByte(',')
-		}
-		if i == j {
-			fmt.Fprint(&b, s[i])
-		} else {
-			fmt.Fprintf(&b, "%d-%d", s[i], s[j])
-		}
-		i = j + 1
-	}
-	return b.String()
-}
-
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return "(not a URL: hidden)"
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "redacted")
-	}
-	return u.String()
 }
