@@ -86,7 +86,7 @@ type App struct {
 	bgCtx     context.Context   // ends when Stop begins; for background loops
 	dispatch  *dispatch.Dispatcher
 
-	shards      *shard.Router // database.shard_catalog: comments on shard clusters
+	shards      *shard.Router // database.shard_catalog: comments and likes on shard clusters
 	shardStores []shardStore  // those clusters' primaries, for their outbox relays
 
 	l2          *redisl2.Fleet

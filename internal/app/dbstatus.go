@@ -73,7 +73,7 @@ var dbStatusPage = template.Must(template.New("db").Parse(`<!doctype html><meta 
 {{if .Routing}}<h2>Read routing</h2><p>Pages read from a replica that has replayed the visitor's last write, else from the primary (node 0 is database.url).</p>
 <table><tr><th>node</th><th>role</th><th>replayed WAL</th><th>lag (bytes)</th></tr>
 {{range .Routing}}<tr><td>{{.Node}}</td><td>{{.Role}}</td><td>{{.Replayed}}</td><td class="n">{{.LagBytes}}</td></tr>{{end}}</table>{{end}}
-{{with .Shards}}<h2>Shards (comments)</h2><p>map version {{.Version}}{{if .Paused}} · paused by a move: {{range .Paused}}{{.}} {{end}}{{end}}</p>
+{{with .Shards}}<h2>Shards (comments, likes)</h2><p>map version {{.Version}}{{if .Paused}} · paused by a move: {{range .Paused}}{{.}} {{end}}{{end}}</p>
 <table><tr><th>cluster</th><th>primary</th><th>replicas</th><th>shards</th><th>ranges</th></tr>
 {{range .Clusters}}<tr><td>{{.Name}}</td><td>{{.Primary}}</td><td class="n">{{.Replicas}}</td><td class="n">{{.Shards}}</td><td>{{.Ranges}}</td></tr>{{end}}</table>
 {{if .Moves}}<table><tr><th>move</th><th>shard</th><th>from → to</th><th>step</th><th>started</th><th>rows</th><th>pause (ms)</th></tr>

@@ -27,7 +27,7 @@ func (a *App) routes() []dispatch.Route {
 		{Name: search.Consumer, Lane: dispatch.P1, MaxDeliver: md, Kinds: search.EventKinds},
 	}
 	if a.cfg.Database.ShardCatalog != "" { // a cluster-wide setting, so still the same in every process
-		routes = append(routes, dispatch.Route{Name: commentCountsRoute, Lane: dispatch.P1, MaxDeliver: md, Kinds: social.CommentCountKinds})
+		routes = append(routes, dispatch.Route{Name: commentCountsRoute, Lane: dispatch.P1, MaxDeliver: md, Kinds: social.CountKinds})
 	}
 	return routes
 }

@@ -18,11 +18,12 @@ import (
 	"github.com/blueprint-media/blueprint/internal/testenv"
 )
 
-// TestShardedComments runs the platform with database.shard_catalog: the
+// TestShardedComments runs the platform with database.shard_catalog (comments
+// and likes sharded): the
 // main database and the catalog on server a, shard cluster "a" (shards
 // 0–2047) on server a's postgres database and cluster "b" (2048–4095) on
-// server b. Comments land on the cluster of their video's shard and
-// nowhere else, lists and the site-wide newest list (fan-out over both
+// server b. Comments and likes land on the cluster of their video's shard
+// and nowhere else, lists and the site-wide newest list (fan-out over both
 // clusters) read them back, the video's count follows through the
 // clusters' outbox relays, and a shard moved from b to a while comments are
 // posted on it loses none and doubles none.
@@ -102,22 +103,39 @@ func TestShardedComments(t *testing.T) {
 		}
 		return ids
 	}
-	countIs := func(video int64, want int) {
+	countIs := func(video int64, want int) { t.Helper(); counterIs(t, mainDB, "comments", video, want) }
+	likesAre := func(video int64, want int) { t.Helper(); counterIs(t, mainDB, "likes", video, want) }
+	likesOn := func(db *sql.DB, s int64) int {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			var n int
-			if err := mainDB.QueryRow(`SELECT comments FROM videos WHERE id = $1`, video).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			if n == want {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("video %d counts %d comments, want %d", video, n, want)
-			}
-			time.Sleep(50 * time.Millisecond)
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM likes WHERE shard = $1`, s).Scan(&n); err != nil {
+			t.Fatal(err)
 		}
+		return n
+	}
+
+	// Likes: on the video's cluster, the count answered at once, the main
+	// database's count through the events.
+	for _, v := range []int64{vA, vB} {
+		code, out := do("POST", fmt.Sprintf("/api/v1/videos/%d/like", v), tokens[1], "")
+		if code != 200 || fmt.Sprint(out["likes"]) != "1" || out["liked"] != true {
+			t.Fatalf("like %d: %d %v", v, code, out)
+		}
+		if code, out := do("POST", fmt.Sprintf("/api/v1/videos/%d/like", v), tokens[1], ""); code != 200 || fmt.Sprint(out["likes"]) != "1" {
+			t.Fatalf("second like %d: %d %v (a like counts once)", v, code, out)
+		}
+	}
+	if likesOn(serverA, 5) != 1 || likesOn(serverB, 3000) != 1 || likesOn(serverA, 3000) != 0 || likesOn(serverB, 5) != 0 {
+		t.Errorf("likes on the clusters: a/5 %d, b/3000 %d, a/3000 %d, b/5 %d", likesOn(serverA, 5), likesOn(serverB, 3000), likesOn(serverA, 3000), likesOn(serverB, 5))
+	}
+	likesAre(vA, 1)
+	likesAre(vB, 1)
+	if code, out := do("DELETE", fmt.Sprintf("/api/v1/videos/%d/like", vA), tokens[1], ""); code != 200 || fmt.Sprint(out["likes"]) != "0" {
+		t.Fatalf("unlike: %d %v", code, out)
+	}
+	likesAre(vA, 0)
+	if likesOn(serverA, 5) != 0 {
+		t.Error("the like is still on cluster a")
 	}
 
 	codeA, cA := comment(vA, "on a")
@@ -202,6 +220,9 @@ func TestShardedComments(t *testing.T) {
 	if got := rowsOn(serverB, 3000); len(got) != 0 {
 		t.Errorf("cluster b still holds %d comments of the moved shard", len(got))
 	}
+	if likesOn(serverA, 3000) != 1 || likesOn(serverB, 3000) != 0 {
+		t.Errorf("the moved shard's like: %d on a, %d on b", likesOn(serverA, 3000), likesOn(serverB, 3000))
+	}
 	countIs(vB, len(acked))
 	// The admin page shows the map after the move and the move itself.
 	resp, err := http.Get(a.URLs().Admin + "/db")
@@ -210,7 +231,7 @@ func TestShardedComments(t *testing.T) {
 	}
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"Shards (comments)", "0-2047,3000", "2048-2999,3001-4095", "b → a"} {
+	for _, want := range []string{"Shards (comments, likes)", "0-2047,3000", "2048-2999,3001-4095", "b → a"} {
 		if !strings.Contains(string(page), want) {
 			t.Errorf("/db lacks %q", want)
 		}
@@ -218,5 +239,25 @@ func TestShardedComments(t *testing.T) {
 	code, out = do("GET", fmt.Sprintf("/api/v1/videos/%d/comments?limit=100", vB), "", "")
 	if list, _ := out["comments"].([]any); code != 200 || len(list) != min(len(acked), 100) {
 		t.Errorf("comments of video b after the move: %d, %d listed, want %d", code, len(list), min(len(acked), 100))
+	}
+}
+
+// counterIs waits until the main database's videos.<column> of video is
+// want (the counts follow events).
+func counterIs(t *testing.T, db *sql.DB, column string, video int64, want int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		if err := db.QueryRow(`SELECT `+column+` FROM videos WHERE id = $1`, video).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("video %d: %s = %d, want %d", video, column, n, want)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }

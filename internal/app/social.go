@@ -36,17 +36,18 @@ func (a *App) startSocial(ctx context.Context) error {
 	}
 	a.modules = append(a.modules, &social.Module{S: svc, Media: a.media, Pages: pages, Logger: a.logger, MaxBodyBytes: int64(a.cfg.Gateway.MaxBodyBytes)})
 	if a.shards != nil {
-		// Sharded comments change their video's count through events.
-		if err := a.subscribe(commentCountsRoute, svc.CountComments); err != nil {
+		// Sharded comments and likes change their video's counts through
+		// events.
+		if err := a.subscribe(commentCountsRoute, svc.ApplyCounts); err != nil {
 			return err
 		}
 	}
 	return a.subscribe("feed", svc.FanOut)
 }
 
-// commentCountsRoute is the dispatcher route of social.CountComments
+// commentCountsRoute is the dispatcher route of social.ApplyCounts
 // (only with database.shard_catalog).
-const commentCountsRoute = "comment-counts"
+const commentCountsRoute = "counts"
 
 // socialStores picks where the materialised home feeds live (kv.feeds): a
 // capped list per user in the key-value store (default), or the SQL

@@ -116,6 +116,10 @@ func TestDBMigrateToShards(t *testing.T) {
 		if _, err := store.W.Exec(`INSERT INTO comments (shard, id, video_id, user_id, body, created_at) VALUES ($1, $2, 1, 1, 'hello', 0)`, s, int64(s)<<10|int64(i)); err != nil {
 			t.Fatal(err)
 		}
+		// Likes: a three-column key (shard, video_id, user_id).
+		if _, err := store.W.Exec(`INSERT INTO likes (shard, video_id, user_id, created_at) VALUES ($1, $2, $3, 0)`, s, int64(s)<<10, i); err != nil {
+			t.Fatal(err)
+		}
 	}
 	// a owns shards 0–2047, b 2048–4095.
 	catalog, err := shard.OpenCatalog(ctx, dbURL("catalog"))
@@ -127,7 +131,7 @@ func TestDBMigrateToShards(t *testing.T) {
 	}
 	catalog.Close()
 	code, out, errOut := run(t, "db", "migrate", "--to-shards", dbURL("catalog"), "--from", url1, "--batch", "40")
-	if code != 0 || !strings.Contains(out, "verified:") || !strings.Contains(out, "300 deleted") {
+	if code != 0 || !strings.Contains(out, "verified:") || !strings.Contains(out, "600 deleted") {
 		t.Fatalf("migrate --to-shards: %d\n%s\n%s", code, out, errOut)
 	}
 	var left int
@@ -141,8 +145,12 @@ func TestDBMigrateToShards(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var n, foreign int
+		var n, likes, foreign int
 		db.QueryRow(`SELECT COUNT(*) FROM comments`).Scan(&n)
+		db.QueryRow(`SELECT COUNT(*) FROM likes`).Scan(&likes)
+		if likes != n {
+			t.Errorf("cluster %s: %d comments but %d likes (each comment's shard got one like)", name, n, likes)
+		}
 		if n == 0 {
 			t.Errorf("cluster %s got no comments", name)
 		}

@@ -76,7 +76,7 @@ type Database struct {
 	// Replicas are streaming replicas of URL's server.
 	Replicas []string `yaml:"replicas" secret:"true" help:"postgres:// URLs of streaming replicas of database.url; pages read from a replica once it has replayed the visitor's last write, else from the primary"`
 	// ShardCatalog turns sharding on.
-	ShardCatalog string `yaml:"shard_catalog" secret:"true" help:"postgres:// URL of the shard catalog (blueprint db move-shard --catalog); when set, comments live on the shard clusters it maps, routed by the shard bits of their IDs"`
+	ShardCatalog string `yaml:"shard_catalog" secret:"true" help:"postgres:// URL of the shard catalog (blueprint db move-shard --catalog); when set, comments and likes live on the shard clusters it maps, routed by the shard bits of their IDs"`
 }
 
 // Blob selects the object store.

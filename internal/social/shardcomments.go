@@ -14,27 +14,85 @@ import (
 	"github.com/blueprint-media/blueprint/internal/sqlstore/shard"
 )
 
-// Sharded comments (Config.Shards, database.shard_catalog).
+// Sharded comments and likes (Config.Shards, database.shard_catalog).
 //
 // A comment's ID is issued in its video's logical shard, so the ID alone
 // names the shard and, through the shard map, the PostgreSQL cluster that
-// holds the row. The comment and its event (comment.created or
+// holds the row; a like lives in its video's shard. Likes work as comments
+// do below (video.liked / video.unliked events, the count returned to the
+// caller counted on the cluster, which holds all of the video's likes). The comment and its event (comment.created or
 // comment.deleted) commit together on that cluster; the cluster's own
 // outbox relay publishes the event. The video and the author stay in the
 // main database: they are read there before the write, and the video's
-// comment count follows the events (CountComments, exactly once through the
+// comment count follows the events (ApplyCounts, exactly once through the
 // inbox) instead of changing in the comment's transaction — it converges
 // within the relay's and the dispatcher's delay. A comment list reads one
 // cluster; RecentComments reads all of them (shard.Newest) and merges.
 
-// addShardedComment writes c (ID set) on its shard's cluster.
-func (s *Service) addShardedComment(ctx context.Context, c *Comment) error {
+// readyOwner returns the owner of video, read in the main database,
+// NotFound unless the video is ready.
+func (s *Service) readyOwner(ctx context.Context, video int64) (int64, error) {
 	var owner int64
 	var status string
-	err := s.db.R.QueryRowContext(ctx, `SELECT user_id, status FROM videos WHERE id = ?`, c.VideoID).Scan(&owner, &status)
+	err := s.db.R.QueryRowContext(ctx, `SELECT user_id, status FROM videos WHERE id = ?`, video).Scan(&owner, &status)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && status != "ready") {
-		return errs.E(errs.NotFound, "no video with id %d", c.VideoID)
+		return 0, errs.E(errs.NotFound, "no video with id %d", video)
 	}
+	return owner, err
+}
+
+// shardReader returns the pool to read video's shard from.
+func (s *Service) shardReader(ctx context.Context, video int64) (*sql.DB, error) {
+	h, err := s.cfg.Shards.ForShard(idgen.Shard(video))
+	if err != nil {
+		return nil, err
+	}
+	return h.Reader(ctx, 0)
+}
+
+// setShardedLike sets or clears user's like of video on the video's
+// shard and returns the video's like count there (all of a video's likes
+// share its shard) and whether this call added the like.
+func (s *Service) setShardedLike(ctx context.Context, user, video int64, like bool) (count int64, liked bool, err error) {
+	owner, err := s.readyOwner(ctx, video)
+	if err != nil {
+		return 0, false, err
+	}
+	h, err := s.cfg.Shards.ForShard(idgen.Shard(video))
+	if err != nil {
+		return 0, false, err
+	}
+	_, err = h.Write(ctx, func(tx *sql.Tx) error {
+		liked = false
+		var res sql.Result
+		var err error
+		if like {
+			res, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO likes(shard, video_id, user_id, created_at) VALUES (?, ?, ?, ?)`, h.Shard(), video, user, s.now().Unix())
+		} else {
+			res, err = tx.ExecContext(ctx, `DELETE FROM likes WHERE shard = ? AND video_id = ? AND user_id = ?`, h.Shard(), video, user)
+		}
+		if err != nil {
+			return err
+		}
+		changed, _ := res.RowsAffected()
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM likes WHERE shard = ? AND video_id = ?`, h.Shard(), video).Scan(&count); err != nil {
+			return err
+		}
+		switch {
+		case changed == 1 && like:
+			liked = true
+			return outbox.Insert(ctx, tx, "video.liked", video, map[string]string{"user_id": idStr(user), "video_owner_id": idStr(owner)})
+		case changed == 1:
+			return outbox.Insert(ctx, tx, "video.unliked", video, map[string]string{"user_id": idStr(user)})
+		}
+		return nil
+	})
+	return count, liked, err
+}
+
+// addShardedComment writes c (ID set) on its shard's cluster.
+func (s *Service) addShardedComment(ctx context.Context, c *Comment) error {
+	owner, err := s.readyOwner(ctx, c.VideoID)
 	if err != nil {
 		return err
 	}
@@ -94,16 +152,12 @@ func (s *Service) deleteShardedComment(ctx context.Context, user, id int64) erro
 // cluster (a replica when the cluster has one) and the authors' names from
 // the main database.
 func (s *Service) shardedComments(ctx context.Context, video, before int64, limit int) ([]Comment, error) {
-	h, err := s.cfg.Shards.ForShard(idgen.Shard(video))
-	if err != nil {
-		return nil, fmt.Errorf("social: comments: %w", err)
-	}
-	db, err := h.Reader(ctx, 0)
+	db, err := s.shardReader(ctx, video)
 	if err != nil {
 		return nil, fmt.Errorf("social: comments: %w", err)
 	}
 	out, err := scanComments(db.QueryContext(ctx, `SELECT id, video_id, user_id, body, created_at FROM comments
-		WHERE shard = ? AND video_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, h.Shard(), video, before, limit))
+		WHERE shard = ? AND video_id = ? AND id < ? ORDER BY id DESC LIMIT ?`, idgen.Shard(video), video, before, limit))
 	if err != nil {
 		return nil, fmt.Errorf("social: comments: %w", err)
 	}
@@ -184,24 +238,30 @@ func (s *Service) fillUsernames(ctx context.Context, cs []Comment) error {
 	return rows.Err()
 }
 
-// CommentCountKinds are the events CountComments applies.
-var CommentCountKinds = []string{"comment.created", "comment.deleted"}
+// CountKinds are the events ApplyCounts applies.
+var CountKinds = []string{"comment.created", "comment.deleted", "video.liked", "video.unliked"}
 
-// CountComments keeps videos.comments in the main database in step with
-// sharded comments (an outbox.Handler for CommentCountKinds, run exactly
-// once per event by the inbox). Only for Config.Shards: without shards the
-// comment's own transaction changes the count.
-func (s *Service) CountComments(ctx context.Context, tx *sql.Tx, e outbox.Event) error {
-	delta := 1
+// ApplyCounts keeps videos.comments and videos.likes in the main database
+// in step with sharded comments and likes (an outbox.Handler for
+// CountKinds, run exactly once per event by the inbox). Only for
+// Config.Shards: without shards the row's own transaction changes the
+// count.
+func (s *Service) ApplyCounts(ctx context.Context, tx *sql.Tx, e outbox.Event) error {
+	var q string
 	switch e.Kind {
 	case "comment.created":
+		q = `UPDATE videos SET comments = comments + 1 WHERE id = ?`
 	case "comment.deleted":
-		delta = -1
+		q = `UPDATE videos SET comments = comments - 1 WHERE id = ?`
+	case "video.liked":
+		q = `UPDATE videos SET likes = likes + 1 WHERE id = ?`
+	case "video.unliked":
+		q = `UPDATE videos SET likes = likes - 1 WHERE id = ?`
 	default:
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE videos SET comments = comments + ? WHERE id = ?`, delta, e.SubjectID); err != nil {
-		return fmt.Errorf("social: comment count of video %d: %w", e.SubjectID, err)
+	if _, err := tx.ExecContext(ctx, q, e.SubjectID); err != nil {
+		return fmt.Errorf("social: %s count of video %d: %w", e.Kind, e.SubjectID, err)
 	}
 	outbox.AfterCommit(ctx, func() { s.changedVideo(context.WithoutCancel(ctx), e.SubjectID) })
 	return nil

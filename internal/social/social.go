@@ -28,8 +28,8 @@
 // Counters (followers, likes, comments) change in the transaction that
 // inserts or deletes the row they count, so they never drift from the rows,
 // whatever the concurrency: the store serialises writers. Sharded comments
-// (Config.Shards) are the exception: their count follows their events
-// (shardcomments.go).
+// and likes (Config.Shards) are the exception: the counts in the main
+// database follow their events (shardcomments.go).
 package social
 
 import (
@@ -72,9 +72,9 @@ type Config struct {
 	// Activity, when set, records each user's follows, likes and comments
 	// in a capped list (GET /api/v1/activity).
 	Activity *ActivityLog
-	// Shards, when set, keeps comments on the shard clusters it routes to
-	// (database.shard_catalog; see shardcomments.go) instead of the
-	// service's database.
+	// Shards, when set, keeps comments and likes on the shard clusters it
+	// routes to (database.shard_catalog; see shardcomments.go) instead of
+	// the service's database.
 	Shards *shard.Router
 }
 
@@ -416,7 +416,18 @@ func (s *Service) Unlike(ctx context.Context, user, video int64) (int64, error) 
 func (s *Service) setLike(ctx context.Context, user, video int64, like bool) (int64, error) {
 	var count int64
 	liked := false
-	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
+	var err error
+	if s.cfg.Shards != nil {
+		count, liked, err = s.setShardedLike(ctx, user, video, like)
+		if err != nil {
+			return 0, fmt.Errorf("social: like: %w", err)
+		}
+		if liked {
+			s.record(ctx, user, "like", video)
+		}
+		return count, nil
+	}
+	err = s.db.Tx(ctx, func(tx *sql.Tx) error {
 		liked = false
 		owner, err := videoOwner(ctx, tx, video)
 		if err != nil {
@@ -424,9 +435,9 @@ func (s *Service) setLike(ctx context.Context, user, video int64, like bool) (in
 		}
 		var res sql.Result
 		if like {
-			res, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO likes(video_id, user_id, created_at) VALUES (?, ?, ?)`, video, user, s.now().Unix())
+			res, err = tx.ExecContext(ctx, `INSERT OR IGNORE INTO likes(shard, video_id, user_id, created_at) VALUES (?, ?, ?, ?)`, idgen.Shard(video), video, user, s.now().Unix())
 		} else {
-			res, err = tx.ExecContext(ctx, `DELETE FROM likes WHERE video_id = ? AND user_id = ?`, video, user)
+			res, err = tx.ExecContext(ctx, `DELETE FROM likes WHERE shard = ? AND video_id = ? AND user_id = ?`, idgen.Shard(video), video, user)
 		}
 		if err != nil {
 			return err
@@ -457,8 +468,15 @@ func (s *Service) setLike(ctx context.Context, user, video int64, like bool) (in
 
 // Liked reports whether user likes video.
 func (s *Service) Liked(ctx context.Context, user, video int64) (bool, error) {
+	db := s.db.Read(ctx)
+	if s.cfg.Shards != nil {
+		var err error
+		if db, err = s.shardReader(ctx, video); err != nil {
+			return false, err
+		}
+	}
 	var one int
-	err := s.db.Read(ctx).QueryRowContext(ctx, `SELECT 1 FROM likes WHERE video_id = ? AND user_id = ?`, video, user).Scan(&one)
+	err := db.QueryRowContext(ctx, `SELECT 1 FROM likes WHERE shard = ? AND video_id = ? AND user_id = ?`, idgen.Shard(video), video, user).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}

@@ -38,7 +38,8 @@ type SpreadResult struct {
 // row that exists there with other values is an error, not skipped), and
 // only then deleted from src. Killed at any point, a rerun continues: rows
 // still in src are copied again as no-ops and verified. The tables must
-// have PRIMARY KEY (shard, id), the same columns on every cluster, and no
+// have a primary key of integer columns that starts with the shard column,
+// the same columns on every cluster, and no
 // shard may be in a move's pause. Run it with the writers of src stopped,
 // or with the platform already writing these tables to the clusters.
 func Spread(ctx context.Context, src *sql.DB, cat *Catalog, opts SpreadOptions) (SpreadResult, error) {
@@ -106,8 +107,12 @@ func Spread(ctx context.Context, src *sql.DB, cat *Catalog, opts SpreadOptions) 
 		if err != nil {
 			return res, err
 		}
-		if !hasShardIDKey(cols, opts.Column) {
-			return res, fmt.Errorf("shard: %s has no %s and id columns to page by", t, opts.Column)
+		key, err := primaryKey(ctx, src, t)
+		if err != nil {
+			return res, err
+		}
+		if len(key) == 0 || key[0] != opts.Column {
+			return res, fmt.Errorf("shard: %s: its primary key (%s) does not start with %s", t, strings.Join(key, ", "), opts.Column)
 		}
 		for name, p := range pools {
 			dcols, err := columnsOf(ctx, p, t)
@@ -120,7 +125,7 @@ func Spread(ctx context.Context, src *sql.DB, cat *Catalog, opts SpreadOptions) 
 		}
 		copied := map[string]int64{}
 		res.Copied[t] = copied
-		n, err := spreadTable(ctx, src, m, pools, self, t, cols, opts, copied)
+		n, err := spreadTable(ctx, src, m, pools, self, t, cols, key, opts, copied)
 		res.Deleted += n
 		var total int64
 		for _, c := range copied {
@@ -134,34 +139,66 @@ func Spread(ctx context.Context, src *sql.DB, cat *Catalog, opts SpreadOptions) 
 	return res, nil
 }
 
-// spreadTable moves one table's rows, batch by batch; it returns the rows
-// deleted from src.
-func spreadTable(ctx context.Context, src *sql.DB, m *Map, pools map[string]*sql.DB, self, table string, cols []string, opts SpreadOptions, copied map[string]int64) (int64, error) {
-	col := pgx.Identifier{opts.Column}.Sanitize()
-	quoted := make([]string, len(cols))
-	for i, c := range cols {
-		quoted[i] = pgx.Identifier{c}.Sanitize()
+// spreadTable moves one table's rows, batch by batch in primary key
+// order; it returns the rows deleted from src.
+func spreadTable(ctx context.Context, src *sql.DB, m *Map, pools map[string]*sql.DB, self, table string, cols, key []string, opts SpreadOptions, copied map[string]int64) (int64, error) {
+	quote := func(names []string, prefix string) []string {
+		out := make([]string, len(names))
+		for i, n := range names {
+			out[i] = prefix + pgx.Identifier{n}.Sanitize()
+		}
+		return out
 	}
+	qcols, qkey := quote(cols, ""), quote(key, "r.")
+	keyAt := make([]int, len(key))
+	for i, k := range key {
+		keyAt[i] = indexOf(cols, k)
+	}
+	// unnest($1::bigint[], …) AS k(c0, …) joined on the key columns:
+	// how a batch's rows are found again on the owner and in the source.
+	var arrays, names, on []string
+	for i := range key {
+		arrays = append(arrays, fmt.Sprintf("$%d::bigint[]", i+1))
+		names = append(names, fmt.Sprintf("c%d", i))
+		on = append(on, fmt.Sprintf("%s = k.c%d", qkey[i], i))
+	}
+	byKeys := fmt.Sprintf("unnest(%s) AS k(%s)", strings.Join(arrays, ", "), strings.Join(names, ", "))
 	batch := min(opts.Batch, 60000/len(cols))
-	sel := fmt.Sprintf(`SELECT %s, hashtextextended(r::text, 0) FROM %s r WHERE (%s, id) > ($1, $2) ORDER BY %s, id LIMIT %d`,
-		strings.Join(prefixed("r.", quoted), ", "), table, col, col, batch)
+	var after []string
+	for i := range key {
+		after = append(after, fmt.Sprintf("$%d::bigint", i+1))
+	}
+	sel := fmt.Sprintf(`SELECT %s, hashtextextended(r::text, 0) FROM %s r WHERE (%s) > (%s) ORDER BY %s LIMIT %d`,
+		strings.Join(quote(cols, "r."), ", "), table, strings.Join(qkey, ", "), strings.Join(after, ", "), strings.Join(qkey, ", "), batch)
+	type row struct {
+		vals []any
+		key  []int64
+		hash int64
+	}
+	keyArgs := func(rs []row) []any {
+		args := make([]any, len(key))
+		for i := range key {
+			col := make([]int64, len(rs))
+			for j, r := range rs {
+				col[j] = r.key[i]
+			}
+			args[i] = col
+		}
+		return args
+	}
 	var deleted int64
-	lastShard, lastID := int64(-1), int64(-1<<63)
+	last := make([]any, len(key))
+	for i := range last {
+		last[i] = int64(-1 << 63)
+	}
 	for {
-		rows, err := src.QueryContext(ctx, sel, lastShard, lastID)
+		rows, err := src.QueryContext(ctx, sel, last...)
 		if err != nil {
 			return deleted, fmt.Errorf("shard: read %s: %w", table, err)
 		}
-		type row struct {
-			vals      []any
-			shard, id int64
-			hash      int64
-		}
 		byCluster := map[string][]row{}
-		var keys [][2]int64
-		none := [2]int64{-1, -1}
-		last := none
-		shardAt, idAt := indexOf(cols, opts.Column), indexOf(cols, "id")
+		var moved []row
+		seen := 0
 		for rows.Next() {
 			vals := make([]any, len(cols)+1)
 			ptrs := make([]any, len(vals))
@@ -172,32 +209,42 @@ func spreadTable(ctx context.Context, src *sql.DB, m *Map, pools map[string]*sql
 				rows.Close()
 				return deleted, fmt.Errorf("shard: read %s: %w", table, err)
 			}
-			r := row{vals: vals[:len(cols)], shard: toInt64(vals[shardAt]), id: toInt64(vals[idAt]), hash: toInt64(vals[len(cols)])}
-			if r.shard < 0 || r.shard >= Shards {
-				rows.Close()
-				return deleted, fmt.Errorf("shard: %s row id %d has shard %d, out of range", table, r.id, r.shard)
+			hash, _ := toInt64(vals[len(cols)])
+			r := row{vals: vals[:len(cols)], key: make([]int64, len(key)), hash: hash}
+			for i, at := range keyAt {
+				v, ok := toInt64(vals[at])
+				if !ok {
+					rows.Close()
+					return deleted, fmt.Errorf("shard: %s: key column %s is not an integer (%T)", table, key[i], vals[at])
+				}
+				r.key[i] = v
+				last[i] = v
 			}
-			last = [2]int64{r.shard, r.id}
-			owner := m.Owner[r.shard]
+			seen++
+			s := r.key[0]
+			if s < 0 || s >= Shards {
+				rows.Close()
+				return deleted, fmt.Errorf("shard: %s row %v has shard %d, out of range", table, r.key, s)
+			}
+			owner := m.Owner[s]
 			if owner == self {
 				continue // already on its cluster
 			}
 			byCluster[owner] = append(byCluster[owner], r)
-			keys = append(keys, last)
+			moved = append(moved, r)
 		}
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
 			return deleted, fmt.Errorf("shard: read %s: %w", table, err)
 		}
-		if last == none {
+		if seen == 0 {
 			return deleted, nil
 		}
-		lastShard, lastID = last[0], last[1]
 		for owner, rs := range byCluster {
 			dst, ok := pools[owner]
 			if !ok {
-				return deleted, fmt.Errorf("shard: shard %d belongs to cluster %q, which the map does not list", rs[0].shard, owner)
+				return deleted, fmt.Errorf("shard: shard %d belongs to cluster %q, which the map does not list", rs[0].key[0], owner)
 			}
 			var ph []string
 			var args []any
@@ -209,31 +256,35 @@ func spreadTable(ctx context.Context, src *sql.DB, m *Map, pools map[string]*sql
 				}
 				ph = append(ph, "("+strings.Join(p, ", ")+")")
 			}
-			if _, err := dst.ExecContext(ctx, fmt.Sprintf(`INSERT INTO %s (%s) VALUES %s ON CONFLICT DO NOTHING`, table, strings.Join(quoted, ", "), strings.Join(ph, ", ")), args...); err != nil {
+			if _, err := dst.ExecContext(ctx, fmt.Sprintf(`INSERT INTO %s (%s) VALUES %s ON CONFLICT DO NOTHING`, table, strings.Join(qcols, ", "), strings.Join(ph, ", ")), args...); err != nil {
 				return deleted, fmt.Errorf("shard: write %s on %s: %w", table, owner, err)
 			}
 			// Read the batch back on the owner and compare every row.
-			shards, ids := make([]int64, len(rs)), make([]int64, len(rs))
-			want := make(map[[2]int64]int64, len(rs))
-			for i, r := range rs {
-				shards[i], ids[i] = r.shard, r.id
-				want[[2]int64{r.shard, r.id}] = r.hash
+			want := make(map[string]int64, len(rs))
+			for _, r := range rs {
+				want[fmt.Sprint(r.key)] = r.hash
 			}
-			check, err := dst.QueryContext(ctx, fmt.Sprintf(`SELECT r.%s, r.id, hashtextextended(r::text, 0) FROM %s r
-				JOIN unnest($1::bigint[], $2::bigint[]) AS k(s, i) ON r.%s = k.s AND r.id = k.i`, col, table, col), shards, ids)
+			check, err := dst.QueryContext(ctx, fmt.Sprintf(`SELECT %s, hashtextextended(r::text, 0) FROM %s r JOIN %s ON %s`,
+				strings.Join(qkey, ", "), table, byKeys, strings.Join(on, " AND ")), keyArgs(rs)...)
 			if err != nil {
 				return deleted, fmt.Errorf("shard: verify %s on %s: %w", table, owner, err)
 			}
 			found := 0
 			for check.Next() {
-				var s, id, h int64
-				if err := check.Scan(&s, &id, &h); err != nil {
+				k := make([]int64, len(key))
+				dest := make([]any, len(key)+1)
+				for i := range k {
+					dest[i] = &k[i]
+				}
+				var h int64
+				dest[len(key)] = &h
+				if err := check.Scan(dest...); err != nil {
 					check.Close()
 					return deleted, fmt.Errorf("shard: verify %s on %s: %w", table, owner, err)
 				}
-				if want[[2]int64{s, id}] != h {
+				if want[fmt.Sprint(k)] != h {
 					check.Close()
-					return deleted, fmt.Errorf("shard: %s row (%d, %d) on cluster %s differs from the source's; nothing of it was deleted", table, s, id, owner)
+					return deleted, fmt.Errorf("shard: %s row %v on cluster %s differs from the source's; nothing of it was deleted", table, k, owner)
 				}
 				found++
 			}
@@ -247,20 +298,37 @@ func spreadTable(ctx context.Context, src *sql.DB, m *Map, pools map[string]*sql
 			}
 			copied[owner] += int64(found)
 		}
-		if opts.KeepSource || len(keys) == 0 {
+		if opts.KeepSource || len(moved) == 0 {
 			continue
 		}
-		shards, ids := make([]int64, len(keys)), make([]int64, len(keys))
-		for i, k := range keys {
-			shards[i], ids[i] = k[0], k[1]
-		}
-		r, err := src.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s r USING unnest($1::bigint[], $2::bigint[]) AS k(s, i) WHERE r.%s = k.s AND r.id = k.i`, table, col), shards, ids)
+		r, err := src.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s r USING %s WHERE %s`, table, byKeys, strings.Join(on, " AND ")), keyArgs(moved)...)
 		if err != nil {
 			return deleted, fmt.Errorf("shard: delete %s from the source: %w", table, err)
 		}
 		n, _ := r.RowsAffected()
 		deleted += n
 	}
+}
+
+// primaryKey returns the table's primary key columns in order.
+func primaryKey(ctx context.Context, db *sql.DB, table string) ([]string, error) {
+	rows, err := db.QueryContext(ctx, `SELECT a.attname FROM pg_index i
+		JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+		WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY k.n`, table)
+	if err != nil {
+		return nil, fmt.Errorf("shard: primary key of %s: %w", table, err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
 }
 
 // databaseIdentity names a database uniquely: its server's system
@@ -298,10 +366,6 @@ func columnsOf(ctx context.Context, db *sql.DB, table string) ([]string, error) 
 	return out, nil
 }
 
-func hasShardIDKey(cols []string, column string) bool {
-	return indexOf(cols, column) >= 0 && indexOf(cols, "id") >= 0
-}
-
 func indexOf(cols []string, name string) int {
 	for i, c := range cols {
 		if c == name {
@@ -311,24 +375,14 @@ func indexOf(cols []string, name string) int {
 	return -1
 }
 
-func prefixed(p string, names []string) []string {
-	out := make([]string, len(names))
-	for i, n := range names {
-		out[i] = p + n
-	}
-	return out
-}
-
-func toInt64(v any) int64 {
+func toInt64(v any) (int64, bool) {
 	switch x := v.(type) {
 	case int64:
-		return x
+		return x, true
 	case int32:
-		return int64(x)
+		return int64(x), true
 	case int16:
-		return int64(x)
-	case int:
-		return int64(x)
+		return int64(x), true
 	}
-	return -1
+	return 0, false
 }
