@@ -62,9 +62,7 @@ func OpenURLWith(ctx context.Context, u, defaultPath string, o Options) (*DB, er
 			if err != nil {
 				return nil, err
 			}
-			pool.SetMaxOpenConns(16)
-			pool.SetMaxIdleConns(16)
-			return pool, nil
+			return pool, nil // pgrepl sizes it (Config.MaxConns)
 		},
 	})
 	if err != nil {
@@ -147,14 +145,16 @@ func (db *DB) Routing() []pgrepl.Status {
 	return db.repl.Status()
 }
 
-// WritePosition returns the primary's current WAL position: every write
-// committed before the call is at or before it. 0 on SQLite.
+// WritePosition returns the primary's current WAL insert position: every
+// write committed before the call is at or before it (the insert position,
+// not pg_current_wal_lsn(), which after an asynchronous commit may still
+// lie before the commit record). 0 on SQLite.
 func (db *DB) WritePosition(ctx context.Context) (pgrepl.LSN, error) {
 	if db.Dialect != Postgres {
 		return 0, nil
 	}
 	var s string
-	if err := db.W.QueryRowContext(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&s); err != nil {
+	if err := db.W.QueryRowContext(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&s); err != nil {
 		return 0, fmt.Errorf("sqlstore: WAL position: %w", err)
 	}
 	return pgrepl.ParseLSN(s)

@@ -24,25 +24,32 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers "pgx"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // LSN is a WAL position; 0 means "no write to wait for".
 type LSN uint64
 
-// ParseLSN parses PostgreSQL's "X/Y" notation.
+// ParseLSN parses PostgreSQL's "X/Y" notation (two hexadecimal numbers of
+// at most 32 bits).
 func ParseLSN(s string) (LSN, error) {
-	var hi, lo uint32
-	if _, err := fmt.Sscanf(s, "%X/%X", &hi, &lo); err != nil {
+	hs, ls, ok := strings.Cut(s, "/")
+	hi, err1 := strconv.ParseUint(hs, 16, 32)
+	lo, err2 := strconv.ParseUint(ls, 16, 32)
+	if !ok || err1 != nil || err2 != nil {
 		return 0, fmt.Errorf("pgrepl: bad LSN %q", s)
 	}
-	return LSN(uint64(hi)<<32 | uint64(lo)), nil
+	return LSN(hi<<32 | lo), nil
 }
 
 func (l LSN) String() string { return fmt.Sprintf("%X/%X", uint32(l>>32), uint32(l)) }
@@ -53,9 +60,15 @@ type Config struct {
 	ProbeInterval time.Duration // default 100ms
 	Logger        *slog.Logger
 	Registerer    prometheus.Registerer
-	// Open opens one node's pool; default sql.Open("pgx", url). The
-	// platform passes its own, which adapts its SQL to PostgreSQL.
+	// Open opens one node's pool; default a pgx pool wrapped by Connector
+	// (commits return their LSN in the same round trip). The platform
+	// passes its own, which adapts its SQL to PostgreSQL.
 	Open func(url string) (*sql.DB, error)
+	// MaxConns is every node pool's size, open and idle alike (default
+	// 16): with fewer idle than open connections, the pool closes and
+	// reopens connections under load (database/sql keeps 2 idle by
+	// default).
+	MaxConns int
 }
 
 type node struct {
@@ -72,13 +85,20 @@ type Router struct {
 	cfg     Config
 	nodes   []*node
 	primary atomic.Pointer[node]
-	next    atomic.Uint64 // round robin over replicas
+	// replicas holds the healthy standbys as of the last probe (the only
+	// writer of healthy and standby), so that Reader neither scans nor
+	// allocates.
+	replicas atomic.Pointer[[]*node]
+	next     atomic.Uint64 // round robin over replicas
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
 	reads    *prometheus.CounterVec
 	failover prometheus.Counter
+	// The reads counters, resolved once: WithLabelValues hashes the
+	// label and takes a lock on every call.
+	readReplica, readBehind, readNoReplica prometheus.Counter
 }
 
 // Open connects to every node and starts probing them.
@@ -92,6 +112,13 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.MaxConns <= 0 {
+		cfg.MaxConns = 16
+	}
+	open := cfg.Open
+	if open == nil {
+		open = openPool
+	}
 	r := &Router{cfg: cfg,
 		reads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "blueprint", Subsystem: "db", Name: "reads_total", Help: "Reads routed, by target (replica, or primary and why).",
@@ -100,17 +127,17 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 			Namespace: "blueprint", Subsystem: "db", Name: "primary_changes_total", Help: "Times the router followed a new primary.",
 		}),
 	}
-	for _, u := range cfg.Nodes {
-		open := cfg.Open
-		if open == nil {
-			open = func(u string) (*sql.DB, error) { return sql.Open("pgx", u) }
-		}
+	r.readReplica = r.reads.WithLabelValues("replica")
+	r.readBehind = r.reads.WithLabelValues("primary_replicas_behind")
+	r.readNoReplica = r.reads.WithLabelValues("primary_no_replica")
+	for i, u := range cfg.Nodes {
 		db, err := open(u)
 		if err != nil {
 			r.Close()
-			return nil, fmt.Errorf("pgrepl: %w", err)
+			return nil, fmt.Errorf("pgrepl: node %d: %w", i, err)
 		}
-		db.SetMaxOpenConns(16)
+		db.SetMaxOpenConns(cfg.MaxConns)
+		db.SetMaxIdleConns(cfg.MaxConns)
 		r.nodes = append(r.nodes, &node{url: u, db: db})
 	}
 	r.primary.Store(r.nodes[0])
@@ -120,6 +147,7 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		}, func() float64 { return float64(r.MaxLag()) })
 		for _, c := range []prometheus.Collector{r.reads, r.failover, lag} {
 			if err := cfg.Registerer.Register(c); err != nil {
+				r.Close()
 				return nil, fmt.Errorf("pgrepl: metrics: %w", err)
 			}
 		}
@@ -144,6 +172,16 @@ func Open(ctx context.Context, cfg Config) (*Router, error) {
 		}
 	})
 	return r, nil
+}
+
+// openPool is the default Config.Open: a pgx pool whose commits also
+// return the WAL position (Connector).
+func openPool(u string) (*sql.DB, error) {
+	cc, err := pgx.ParseConfig(u)
+	if err != nil {
+		return nil, err
+	}
+	return sql.OpenDB(Connector(stdlib.GetConnector(*cc))), nil
 }
 
 func redact(u string) string { return fmt.Sprintf("node(%d chars)", len(u)) }
@@ -208,6 +246,22 @@ func (r *Router) probe(ctx context.Context) {
 			}
 		}
 	}
+	r.snapshotReplicas()
+}
+
+// snapshotReplicas publishes the healthy standbys for Reader, keeping the
+// current snapshot when it has not changed.
+func (r *Router) snapshotReplicas() {
+	var reps []*node
+	for _, n := range r.nodes {
+		if n.healthy.Load() && n.standby.Load() {
+			reps = append(reps, n)
+		}
+	}
+	if old := r.replicas.Load(); old != nil && slices.Equal(*old, reps) {
+		return
+	}
+	r.replicas.Store(&reps)
 }
 
 // MaxLag returns the largest WAL distance, in bytes, of a healthy replica
@@ -226,10 +280,17 @@ func (r *Router) MaxLag() int64 {
 func (r *Router) Primary() *sql.DB { return r.primary.Load().db }
 
 // Write runs fn in a transaction on the primary and returns the LSN the
-// caller's later reads must see.
+// caller's later reads must see: the WAL insert position just after the
+// commit, on the same connection. With the default pools (Connector) it
+// comes back with the COMMIT, in the same round trip; with pools opened by
+// Config.Open without Connector it costs one more query.
 func (r *Router) Write(ctx context.Context, fn func(*sql.Tx) error) (LSN, error) {
-	db := r.Primary()
-	tx, err := db.BeginTx(ctx, nil)
+	c, err := r.Primary().Conn(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("pgrepl: begin: %w", err)
+	}
+	defer c.Close()
+	tx, err := c.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("pgrepl: begin: %w", err)
 	}
@@ -240,9 +301,19 @@ func (r *Router) Write(ctx context.Context, fn func(*sql.Tx) error) (LSN, error)
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("pgrepl: commit: %w", err)
 	}
-	// The commit record ends at or before the current WAL position.
+	var lsn LSN
+	c.Raw(func(dc any) error {
+		if lc, ok := dc.(*conn); ok {
+			lsn = lc.lsn
+		}
+		return nil
+	})
+	if lsn != 0 {
+		return lsn, nil
+	}
+	// The commit record ends at or before the insert position.
 	var s string
-	if err := db.QueryRowContext(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&s); err != nil {
+	if err := c.QueryRowContext(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&s); err != nil {
 		return 0, fmt.Errorf("pgrepl: lsn: %w", err)
 	}
 	return ParseLSN(s)
@@ -253,20 +324,18 @@ func (r *Router) Write(ctx context.Context, fn func(*sql.Tx) error) (LSN, error)
 // otherwise the primary.
 func (r *Router) Reader(ctx context.Context, after LSN) *sql.DB {
 	var replicas []*node
-	for _, n := range r.nodes {
-		if n.healthy.Load() && n.standby.Load() {
-			replicas = append(replicas, n)
-		}
+	if p := r.replicas.Load(); p != nil {
+		replicas = *p
 	}
 	if len(replicas) == 0 {
-		r.reads.WithLabelValues("primary_no_replica").Inc()
+		r.readNoReplica.Inc()
 		return r.Primary()
 	}
 	start := int(r.next.Add(1))
 	for i := range replicas {
 		n := replicas[(start+i)%len(replicas)]
 		if LSN(n.replayed.Load()) >= after {
-			r.reads.WithLabelValues("replica").Inc()
+			r.readReplica.Inc()
 			return n.db
 		}
 	}
@@ -279,12 +348,12 @@ func (r *Router) Reader(ctx context.Context, after LSN) *sql.DB {
 		if l, err := ParseLSN(s.String); err == nil {
 			n.replayed.Store(uint64(l))
 			if l >= after {
-				r.reads.WithLabelValues("replica").Inc()
+				r.readReplica.Inc()
 				return n.db
 			}
 		}
 	}
-	r.reads.WithLabelValues("primary_replicas_behind").Inc()
+	r.readBehind.Inc()
 	return r.Primary()
 }
 

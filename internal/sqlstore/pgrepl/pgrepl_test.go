@@ -3,9 +3,12 @@ package pgrepl_test
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -20,7 +23,7 @@ func TestParseLSN(t *testing.T) {
 			t.Errorf("ParseLSN(%q) = %v (%s), %v; want %v", s, got, got, err, want)
 		}
 	}
-	for _, bad := range []string{"", "x", "1", "G/0"} {
+	for _, bad := range []string{"", "x", "1", "G/0", "1/", "/1", "100000000/0", "0x1/0", "-1/0"} {
 		if _, err := pgrepl.ParseLSN(bad); err == nil {
 			t.Errorf("ParseLSN(%q) accepted", bad)
 		}
@@ -119,6 +122,123 @@ func TestReadYourWritesWithLaggingReplica(t *testing.T) {
 		if err := r.Reader(ctx, lsn).QueryRow(`SELECT COUNT(*) FROM items WHERE id = $1`, pairs+i).Scan(&n); err != nil || n != 1 {
 			t.Fatalf("read after a replica died: %d, %v", n, err)
 		}
+	}
+}
+
+// TestWriteLSN: the position Write returns lies after the commit and no
+// further than the server's insert position right after it, with the
+// default pools (fetched with the COMMIT) and with pools of Config.Open
+// (one more query); failed commits are errors and leave the pool usable.
+func TestWriteLSN(t *testing.T) {
+	c := testenv.StartPGCluster(t, 0)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		open func(string) (*sql.DB, error)
+	}{
+		{"default", nil},
+		{"Config.Open", func(u string) (*sql.DB, error) { return sql.Open("pgx", u) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := pgrepl.Open(ctx, pgrepl.Config{Nodes: []string{c.Primary.URL}, Open: tc.open})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if _, err := r.Primary().Exec(`DROP TABLE IF EXISTS w;
+				CREATE TABLE w (id INT PRIMARY KEY, parent INT REFERENCES w DEFERRABLE INITIALLY DEFERRED)`); err != nil {
+				t.Fatal(err)
+			}
+			insertLSN := func() pgrepl.LSN {
+				var s string
+				if err := r.Primary().QueryRow(`SELECT pg_current_wal_insert_lsn()::text`).Scan(&s); err != nil {
+					t.Fatal(err)
+				}
+				l, err := pgrepl.ParseLSN(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return l
+			}
+			for i := range 50 {
+				before := insertLSN()
+				lsn, err := r.Write(ctx, func(tx *sql.Tx) error {
+					_, err := tx.Exec(`INSERT INTO w (id) VALUES ($1)`, i)
+					return err
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if after := insertLSN(); lsn <= before || lsn > after {
+					t.Fatalf("write %d: LSN %s, want in (%s, %s]", i, lsn, before, after)
+				}
+			}
+			// A statement failed inside fn, fn returned nil: the COMMIT
+			// rolls back, and Write says so.
+			_, err = r.Write(ctx, func(tx *sql.Tx) error {
+				tx.Exec(`INSERT INTO w (id) VALUES (0)`) // duplicate key
+				return nil
+			})
+			if !errors.Is(err, pgx.ErrTxCommitRollback) {
+				t.Errorf("commit of a failed transaction: %v, want ErrTxCommitRollback", err)
+			}
+			// A deferred constraint fails at COMMIT itself.
+			_, err = r.Write(ctx, func(tx *sql.Tx) error {
+				_, err := tx.Exec(`INSERT INTO w (id, parent) VALUES (1000, 999)`)
+				return err
+			})
+			var n int
+			if r.Primary().QueryRow(`SELECT COUNT(*) FROM w WHERE id = 1000`).Scan(&n); err == nil || n != 0 {
+				t.Errorf("deferred constraint violation: err %v, %d rows", err, n)
+			}
+			// The pool still works.
+			if _, err := r.Write(ctx, func(tx *sql.Tx) error {
+				_, err := tx.Exec(`INSERT INTO w (id) VALUES (1001)`)
+				return err
+			}); err != nil {
+				t.Errorf("write after failed commits: %v", err)
+			}
+		})
+	}
+}
+
+// TestNoConnectionChurn: concurrent reads while the probe borrows a
+// connection from the same pool every few milliseconds. The pool keeps its
+// connections: the reads see at most as many server processes as there
+// were concurrent users. (With database/sql's default of 2 idle
+// connections, a probe that finds both readers' connections busy opens a
+// third, and one of the three is closed when they come back: a new server
+// process at nearly every probe.)
+func TestNoConnectionChurn(t *testing.T) {
+	c := testenv.StartPGCluster(t, 0)
+	ctx := context.Background()
+	r, err := pgrepl.Open(ctx, pgrepl.Config{Nodes: []string{c.Primary.URL}, ProbeInterval: 2 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	const readers, reads = 4, 3000
+	var mu sync.Mutex
+	pids := map[int]bool{}
+	var wg sync.WaitGroup
+	for range readers {
+		wg.Go(func() {
+			for range reads {
+				var pid int
+				if err := r.Reader(ctx, 0).QueryRow(`SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				pids[pid] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d reads from %d goroutines, probe every 2ms: %d server processes", readers*reads, readers, len(pids))
+	if len(pids) > readers+1 {
+		t.Errorf("reads were served by %d server processes, want at most %d (readers + probe): the pool churns connections", len(pids), readers+1)
 	}
 }
 
