@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net/url"
 	"sort"
 
 	"github.com/blueprint-media/blueprint/internal/outbox"
@@ -39,7 +40,20 @@ func eventIDSlot(cluster string) int64 {
 // are routed to at once (the router follows the map), but their outbox is
 // relayed only after a restart of the maintenance leader.
 func (a *App) startShards(ctx context.Context) (*shard.Router, []shardStore, error) {
-	r, err := shard.New(shard.Config{Catalog: a.cfg.Database.ShardCatalog, Open: sqlstore.OpenPool, Logger: a.logger.With("component", "shard")})
+	// Query latency per cluster node, beside the main database's
+	// (blueprint_db_query_duration_seconds{server="shard host:port"}).
+	latency, err := sqlstore.QueryLatency(a.reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	open := func(u string) (*sql.DB, error) {
+		server := "shard"
+		if p, err := url.Parse(u); err == nil && p.Host != "" {
+			server += " " + p.Host
+		}
+		return sqlstore.OpenPool(u, latency(server))
+	}
+	r, err := shard.New(shard.Config{Catalog: a.cfg.Database.ShardCatalog, Open: open, Logger: a.logger.With("component", "shard")})
 	if err != nil {
 		return nil, nil, fmt.Errorf("app: database.shard_catalog: %w", err)
 	}

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/blueprint-media/blueprint/internal/idgen"
 	"github.com/blueprint-media/blueprint/internal/sqlstore/shard"
 	"github.com/blueprint-media/blueprint/internal/testenv"
@@ -224,6 +226,10 @@ func TestShardedComments(t *testing.T) {
 		t.Errorf("the moved shard's like: %d on a, %d on b", likesOn(serverA, 3000), likesOn(serverB, 3000))
 	}
 	countIs(vB, len(acked))
+	// Query latency of the cluster nodes, by host (a and b).
+	if n := testutil.CollectAndCount(a.reg, "blueprint_db_query_duration_seconds"); n < 3 {
+		t.Errorf("query latency series: %d, want the main database's and one per cluster", n)
+	}
 	// The admin page shows the map after the move and the move itself.
 	resp, err := http.Get(a.URLs().Admin + "/db")
 	if err != nil {

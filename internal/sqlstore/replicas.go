@@ -96,8 +96,18 @@ func queryLatency(reg prometheus.Registerer) (func(server string) prometheus.Obs
 
 // OpenPool returns a pool of connections to the PostgreSQL server at url
 // that take the store's SQL (SQLite's dialect, see Rewrite) as well as
-// PostgreSQL's own; for routers that open their own pools (shard).
-func OpenPool(url string) (*sql.DB, error) { return openPostgres(url, nil) }
+// PostgreSQL's own, their queries' latency observed by observe (may be
+// nil); for routers that open their own pools (shard).
+func OpenPool(url string, observe prometheus.Observer) (*sql.DB, error) {
+	return openPostgres(url, observe)
+}
+
+// QueryLatency returns the observer of blueprint_db_query_duration_seconds
+// for a server label, registering the histogram with reg once; without
+// reg the observers are nil.
+func QueryLatency(reg prometheus.Registerer) (func(server string) prometheus.Observer, error) {
+	return queryLatency(reg)
+}
 
 type readAfterKey struct{}
 
