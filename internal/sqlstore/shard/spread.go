@@ -312,12 +312,21 @@ func spreadTable(ctx context.Context, src *sql.DB, m *Map, pools map[string]*sql
 
 // primaryKey returns the table's primary key columns in order.
 func primaryKey(ctx context.Context, db *sql.DB, table string) ([]string, error) {
-	rows, err := db.QueryContext(ctx, `SELECT a.attname FROM pg_index i
+	out, err := queryStrings(ctx, db, `SELECT a.attname FROM pg_index i
 		JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) ON true
 		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 		WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY k.n`, table)
 	if err != nil {
 		return nil, fmt.Errorf("shard: primary key of %s: %w", table, err)
+	}
+	return out, nil
+}
+
+// queryStrings returns the first column of every row of q.
+func queryStrings(ctx context.Context, db *sql.DB, q string, args ...any) ([]string, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var out []string
@@ -344,21 +353,9 @@ func databaseIdentity(ctx context.Context, db *sql.DB) (string, error) {
 
 // columnsOf returns the table's columns in order.
 func columnsOf(ctx context.Context, db *sql.DB, table string) ([]string, error) {
-	rows, err := db.QueryContext(ctx, `SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, table)
+	out, err := queryStrings(ctx, db, `SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, table)
 	if err != nil {
 		return nil, fmt.Errorf("shard: columns of %s: %w", table, err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var c string
-		if err := rows.Scan(&c); err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, errors.New("shard: no table " + table)
