@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,10 @@ const initialTableEntries = 64
 // readBatch is the number of hits a shard batches (see shard.reads).
 const readBatch = 16
 
+// sweepMoves bounds, per SweepLimit, the entries a Sweep moves in the
+// expiry heap because an update in place gave them a later expiry.
+const sweepMoves = 4
+
 // Shard sizing bounds for Config.Shards = 0.
 const (
 	minShardEntries = 4096
@@ -78,8 +83,11 @@ const (
 // a mutex serializes the shard's writers and its policy. Get never takes
 // the mutex in the common case: it records the hit in a small lossy buffer
 // (see readBuffer) that the next writer, or the reader that fills it,
-// replays into the policy. Every operation is O(1) amortized, except those
-// on entries with a TTL, which also update the expiry heap in O(log n).
+// replays into the policy. A Set that only replaces the value of a live
+// key (same cost, no earlier expiry) takes no lock either: it updates the
+// entry in place and records the access like a hit (see setInPlace).
+// Every operation is O(1) amortized, except those on entries with a TTL,
+// which also update the expiry heap in O(log n).
 //
 // A Cache starts no goroutine: expired entries are removed when they are
 // read, by Sweep, or by the goroutine of Start until Stop.
@@ -88,6 +96,7 @@ type Cache[K comparable, V any] struct {
 	shift  uint // hash >> shift picks the shard
 	hasher hasher[K]
 	cfg    Config[K, V]
+	kind   valueKind // how entries' values are replaced in place
 
 	// maintained is set while the goroutine of Start runs with AsyncReads:
 	// readers then leave full read buffers to it (through wake) instead of
@@ -139,6 +148,7 @@ type readBuffer[K comparable] struct {
 	drops  atomic.Uint64 // hits dropped because the buffer was full
 	bit    uint32        // this buffer's bit in shard.pending
 	misses atomic.Uint64
+	sets   atomic.Uint64 // Sets done in place (see Cache.setInPlace)
 	slots  [readBatch]atomic.Pointer[Node[K]]
 }
 
@@ -192,6 +202,7 @@ func New[K comparable, V any](cfg Config[K, V]) (*Cache[K, V], error) {
 		shift:  uint(64 - bits.TrailingZeros(uint(cfg.Shards))),
 		hasher: newHasher[K](),
 		cfg:    cfg,
+		kind:   kindOf[V](),
 		wake:   make(chan struct{}, 1),
 	}
 	stripes := 1
@@ -247,21 +258,44 @@ func (c *Cache[K, V]) shardOf(h uint64) *shard[K, V] {
 func (c *Cache[K, V]) Get(key K) (V, bool) {
 	h := c.hasher.hash(key)
 	s := c.shardOf(h)
-	e := s.table.Load().get(key, h)
 	rb := s.readBuffer()
-	if e == nil {
-		rb.misses.Add(1)
-		var zero V
-		return zero, false
+	for retried := false; ; retried = true {
+		e := s.table.Load().get(key, h)
+		if e == nil {
+			break
+		}
+		x := e.expire.Load()
+		if x != 0 && !dead(x) && c.cfg.Now().UnixNano() >= x {
+			c.expire(s, e)
+			break
+		}
+		var v V
+		if !dead(x) {
+			// The value, then the mark again: a value stored by an
+			// update in place after the entry was removed is not
+			// returned (see entry.commitInPlace).
+			v = e.load(c.kind)
+			if x = e.expire.Load(); !dead(x) {
+				c.recordAccess(s, rb, e)
+				return v, true
+			}
+		}
+		// Removed since the lookup; a replaced entry's successor is
+		// published right after the mark, so look once more.
+		if retried {
+			break
+		}
 	}
-	if e.expire != 0 && c.cfg.Now().UnixNano() >= e.expire {
-		rb.misses.Add(1)
-		c.expire(s, e)
-		var zero V
-		return zero, false
-	}
-	// Record the hit for the policy. head is loaded before tail, so that
-	// head ≤ t (a drain only advances head up to the tail it saw).
+	rb.misses.Add(1)
+	var zero V
+	return zero, false
+}
+
+// recordAccess records an access to e, found in s, for the policy, in the
+// read buffer rb: a hit, or an update in place.
+func (c *Cache[K, V]) recordAccess(s *shard[K, V], rb *readBuffer[K], e *entry[K, V]) {
+	// head is loaded before tail, so that head ≤ t (a drain only advances
+	// head up to the tail it saw).
 	for {
 		h := rb.head.Load()
 		t := rb.tail.Load()
@@ -272,16 +306,17 @@ func (c *Cache[K, V]) Get(key K) (V, bool) {
 		}
 		if rb.tail.CompareAndSwap(t, t+1) {
 			rb.slots[t%readBatch].Store(&e.Node)
-			if t == h {
+			if t == h && s.pending.Load()&rb.bit == 0 {
+				// Load first: while the bit is set (no writer
+				// since), the word's cache line stays shared.
 				s.pending.Or(rb.bit)
 			}
 			if t+1-h >= readBatch {
 				c.drainOrWake(s, rb) // this hit filled the buffer
 			}
-			break
+			return
 		}
 	}
-	return e.value, true
 }
 
 // readBuffer picks the calling goroutine's read buffer of s.
@@ -367,9 +402,14 @@ func (s *shard[K, V]) drainRing(rb *readBuffer[K]) {
 	var batch [readBatch]*Node[K]
 	k := 0
 	for ; h < t; h++ {
-		n := rb.slots[h%readBatch].Swap(nil)
+		// The slot is not cleared (an atomic store costs as much as the
+		// reader's): a slot claimed but not stored yet by a concurrent
+		// reader still holds the node of an earlier round, which then
+		// gets a second hit while the new one is lost. Only concurrent
+		// use can do that, and the buffer is lossy then anyway.
+		n := rb.slots[h%readBatch].Load()
 		if n == nil {
-			break // claimed, not stored yet: next time
+			break // never stored yet: next time
 		}
 		if !n.gone {
 			batch[k] = n
@@ -399,7 +439,7 @@ type batchPreloader[K comparable] interface {
 func (c *Cache[K, V]) expire(s *shard[K, V], e *entry[K, V]) {
 	s.mu.Lock()
 	t := s.table.Load()
-	if i := t.find(e.Key, e.Hash); i >= 0 && t.slots[i].e.Load() == e {
+	if i := t.find(e.Key, e.Hash); i >= 0 && t.slots[i].e.Load() == e && e.markExpired(c.cfg.Now().UnixNano()) {
 		c.writerDrain(s)
 		s.removeLocked(t, &e.Node)
 		s.c.expirations++
@@ -411,7 +451,8 @@ func (c *Cache[K, V]) expire(s *shard[K, V], e *entry[K, V]) {
 // reports whether the entry is in the cache afterwards: it is not if its
 // cost alone exceeds a shard's share of MaxBytes, or if the policy's
 // admission filter turned it away at once. A cost ≤ 0 is replaced by
-// Weigher's, or by 1 if there is no Weigher.
+// Weigher's, or by 1 if there is no Weigher. Updating a key with the same
+// cost (and a TTL that does not end earlier) takes no lock.
 func (c *Cache[K, V]) Set(key K, value V, cost int64) bool {
 	return c.set(key, value, cost, c.cfg.TTL)
 }
@@ -429,27 +470,33 @@ func (c *Cache[K, V]) set(key K, value V, cost int64, ttl time.Duration) bool {
 			cost = max(c.cfg.Weigher(key, value), 1)
 		}
 	}
-	var expire int64
+	var now, expire int64
 	if ttl > 0 {
-		expire = c.cfg.Now().Add(ttl).UnixNano()
+		now = c.cfg.Now().UnixNano()
+		expire = now + int64(ttl)
 	}
 	h := c.hasher.hash(key)
 	s := c.shardOf(h)
+	if e := s.table.Load().get(key, h); e != nil && c.setInPlace(s, e, value, cost, expire, now) {
+		return true
+	}
 	s.mu.Lock()
 	c.writerDrain(s)
 	s.c.sets++
 	t := s.table.Load()
-	e := &entry[K, V]{Node: Node[K]{Key: key, Hash: h, Cost: cost}, value: value, expire: expire}
+	e := newEntry(c.kind, key, h, value, cost, expire)
 	n := &e.Node
+	var old *Node[K] // the node n replaces, if any
 	if i, free := t.lookup(key, h); i >= 0 {
-		// An update: the new entry's node takes the old one's place in
-		// the policy and the heap, then the entry is published.
-		old := &t.slots[i].e.Load().Node
+		// An update that changes the cost or the expiry: the new entry's
+		// node takes the old one's place in the policy and the heap, and
+		// the policy sets its cost; then the entry is published, so that
+		// the Cost of a published node never changes.
+		old = &t.slots[i].e.Load().Node
 		old.transplant(n)
 		if n.expiryIdx != 0 {
 			s.expiry[n.expiryIdx-1].n = n
 		}
-		t.replace(e)
 		s.setExpiry(n, expire)
 		s.evicted = s.policy.Update(n, cost, s.evicted[:0])
 	} else {
@@ -460,12 +507,19 @@ func (c *Cache[K, V]) set(key K, value V, cost int64, ttl time.Duration) bool {
 		s.setExpiry(n, expire)
 		s.evicted = s.policy.Add(n, s.evicted[:0])
 	}
-	stored := true
-	for i, v := range s.evicted {
-		if v == n {
-			stored = false
+	stored := !slices.Contains(s.evicted, n)
+	if old != nil {
+		// The old entry's mark and its successor's publication follow
+		// each other, so that readers who see the mark find the new
+		// entry (see Get).
+		s.markRemoved(old)
+		if stored {
+			t.replace(e)
 		}
-		t.remove(v)
+	}
+	for i, v := range s.evicted {
+		s.markRemoved(v)
+		t.remove(v) // for n replacing an entry: that entry's slot
 		s.forget(v)
 		if v.Rejected() {
 			s.c.rejections++
@@ -476,6 +530,34 @@ func (c *Cache[K, V]) set(key K, value V, cost int64, ttl time.Duration) bool {
 	}
 	s.mu.Unlock()
 	return stored
+}
+
+// setInPlace stores value in e, the published entry of its key in s, if
+// the update needs no change of the policy's structures: the same cost,
+// and an expiry that does not move earlier (none before and after, or a
+// later one on an entry not expired yet). It reports whether it did. Such
+// an update takes no lock: the value is replaced atomically (see
+// entry.store), the expiry moved later by a CAS that also tells whether e
+// was removed meanwhile (entry.commitInPlace; the expiry heap keeps the
+// earlier time and Sweep moves the entry when it finds it there), and the
+// access goes to the read buffer like a hit's, as in otter.
+func (c *Cache[K, V]) setInPlace(s *shard[K, V], e *entry[K, V], value V, cost, expire, now int64) bool {
+	if e.Cost != cost {
+		return false
+	}
+	if old := e.expire.Load(); old != 0 || expire != 0 {
+		if old == 0 || dead(old) || expire < old || now >= old {
+			return false
+		}
+	}
+	e.store(c.kind, value)
+	if !e.commitInPlace(expire) {
+		return false
+	}
+	rb := s.readBuffer()
+	c.recordAccess(s, rb, e)
+	rb.sets.Add(1)
+	return true
 }
 
 // setExpiry records n's expiry time in the shard's heap.
@@ -492,6 +574,7 @@ func (s *shard[K, V]) setExpiry(n *Node[K], expire int64) {
 // removeLocked deletes the entry of n from t and n from the policy. The
 // caller holds s.mu.
 func (s *shard[K, V]) removeLocked(t *table[K, V], n *Node[K]) {
+	s.markRemoved(n)
 	t.remove(n)
 	s.policy.Remove(n)
 	s.forget(n)
@@ -503,6 +586,12 @@ func (s *shard[K, V]) forget(n *Node[K]) {
 		s.expiry.remove(n)
 	}
 	n.gone = true
+}
+
+// markRemoved marks the entry of n, which leaves the table right after,
+// as removed (see removedMark), unless it is marked already.
+func (s *shard[K, V]) markRemoved(n *Node[K]) {
+	entryOf[K, V](n).markRemoved()
 }
 
 // Delete removes the entry for key and reports whether there was one.
@@ -543,8 +632,16 @@ func (c *Cache[K, V]) Clear() {
 		s.table.Load().all(func(e *entry[K, V]) {
 			s.policy.Remove(&e.Node)
 			e.gone = true
+			e.markRemoved()
 		})
 		s.table.Store(newTable[K, V](initialTableEntries))
+		for j := range s.reads {
+			// Drained slots keep their nodes (see drainRing): let the
+			// removed entries go.
+			for k := range s.reads[j].slots {
+				s.reads[j].slots[k].Store(nil)
+			}
+		}
 		clear(s.expiry)
 		s.expiry = s.expiry[:0]
 		s.mu.Unlock()
@@ -564,14 +661,22 @@ func (c *Cache[K, V]) Sweep() int {
 		}
 		now := c.cfg.Now().UnixNano()
 		t := s.table.Load()
-		for range c.cfg.SweepLimit {
+		for done, moved := 0, 0; done < c.cfg.SweepLimit && moved < sweepMoves*c.cfg.SweepLimit; {
 			n, at := s.expiry.peek()
 			if n == nil || at > now {
 				break
 			}
+			if e := entryOf[K, V](n); !e.markExpired(now) {
+				// Updated in place to a later expiry since it was
+				// put in the heap: move it there.
+				s.expiry.set(n, e.expire.Load())
+				moved++
+				continue
+			}
 			s.removeLocked(t, n)
 			s.c.expirations++
 			removed++
+			done++
 		}
 		s.mu.Unlock()
 	}
@@ -669,7 +774,11 @@ func (c *Cache[K, V]) Stats() Stats {
 		s.mu.Lock()
 		for j := range s.reads {
 			rb := &s.reads[j]
-			st.Hits += rb.tail.Load() + rb.drops.Load()
+			// Updates in place are counted in sets after they reach the
+			// buffer: loading sets first keeps Hits from going negative.
+			sets := rb.sets.Load()
+			st.Sets += sets
+			st.Hits += rb.tail.Load() + rb.drops.Load() - sets
 			st.Misses += rb.misses.Load()
 		}
 		st.Sets += s.c.sets

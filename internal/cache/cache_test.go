@@ -64,9 +64,11 @@ func checkInvariants[K comparable, V any](t *testing.T, c *Cache[K, V]) {
 				t.Errorf("shard %d: entry %v not found where it is", i, e.Key)
 			}
 			cost += e.Cost
-			if e.expire != 0 {
+			if x := e.expire.Load(); x != 0 {
 				withTTL++
-				if k := int(e.expiryIdx) - 1; k < 0 || s.expiry[k].n != &e.Node || s.expiry[k].at != e.expire {
+				// An update in place moves the expiry later and leaves
+				// the heap's time as it was.
+				if k := int(e.expiryIdx) - 1; k < 0 || s.expiry[k].n != &e.Node || s.expiry[k].at > x {
 					t.Errorf("shard %d: entry %v not in the expiry heap at its time", i, e.Key)
 				}
 			}
@@ -526,5 +528,214 @@ func TestStartWithoutAsyncReadsStaysExact(t *testing.T) {
 	defer c.Stop(t.Context())
 	if c.maintained.Load() {
 		t.Fatal("Start without AsyncReads handed reads off")
+	}
+}
+
+// entryFor returns the published entry of key, or nil.
+func entryFor[K comparable, V any](c *Cache[K, V], key K) *entry[K, V] {
+	h := c.hasher.hash(key)
+	return c.shardOf(h).table.Load().get(key, h)
+}
+
+// testUpdateInPlace checks, for one kind of value, which updates keep the
+// entry (in place) and which publish a new one, and that both are seen by
+// Get and counted by Stats.
+func testUpdateInPlace[V comparable](t *testing.T, wantKind valueKind, v1, v2, v3 V) {
+	t.Helper()
+	clock := newFakeClock()
+	c := mustNew(t, Config[string, V]{MaxEntries: 100, Now: clock.Now})
+	if c.kind != wantKind {
+		t.Fatalf("value kind %d, want %d", c.kind, wantKind)
+	}
+	c.Set("k", v1, 0)
+	e := entryFor(c, "k")
+	if !c.Set("k", v2, 0) {
+		t.Fatal("update in place not stored")
+	}
+	if got, ok := c.Get("k"); !ok || got != v2 {
+		t.Fatalf("Get after update = %v, %v; want %v", got, ok, v2)
+	}
+	if entryFor(c, "k") != e {
+		t.Fatal("an update of the same cost replaced the entry")
+	}
+	// A new cost needs the policy: a new entry.
+	c.Set("k", v3, 5)
+	if got, _ := c.Get("k"); got != v3 || entryFor(c, "k") == e {
+		t.Fatalf("cost change: Get = %v, entry kept %v", got, entryFor(c, "k") == e)
+	}
+	if st := c.Stats(); st.Sets != 3 || st.Hits != 2 || st.Misses != 0 || st.Bytes != 5 {
+		t.Fatalf("stats %+v", st)
+	}
+	// TTLs: a later expiry is in place, an earlier one or none is not.
+	c.SetWithTTL("t", v1, 0, time.Minute)
+	e = entryFor(c, "t")
+	c.SetWithTTL("t", v2, 0, time.Hour)
+	if entryFor(c, "t") != e {
+		t.Fatal("a later expiry replaced the entry")
+	}
+	checkInvariants(t, c)
+	c.SetWithTTL("t", v3, 0, time.Second)
+	if entryFor(c, "t") == e {
+		t.Fatal("an earlier expiry was applied in place")
+	}
+	e = entryFor(c, "t")
+	c.SetWithTTL("t", v1, 0, 2*time.Second)
+	if entryFor(c, "t") != e {
+		t.Fatal("a later expiry replaced the entry")
+	}
+	c.SetWithTTL("t", v1, 0, 0)
+	if entryFor(c, "t") == e {
+		t.Fatal("clearing the expiry was applied in place")
+	}
+	checkInvariants(t, c)
+}
+
+func TestUpdateInPlace(t *testing.T) {
+	one, two, three := 1, 2, 3
+	t.Run("word", func(t *testing.T) { testUpdateInPlace(t, valueWord, 1, 2, 3) })
+	t.Run("float", func(t *testing.T) { testUpdateInPlace(t, valueWord, 1.5, -2.0, 3e9) })
+	t.Run("pointer", func(t *testing.T) { testUpdateInPlace(t, valuePointer, &one, &two, &three) })
+	t.Run("boxed", func(t *testing.T) { testUpdateInPlace(t, valueBoxed, "one", "two", "three") })
+	t.Run("int32", func(t *testing.T) { testUpdateInPlace[int32](t, valueBoxed, 1, 2, 3) })
+}
+
+// TestSweepMovesExtendedEntries checks that an entry whose expiry an
+// update in place moved later is not swept at its old time, and is swept
+// at its new one.
+func TestSweepMovesExtendedEntries(t *testing.T) {
+	clock := newFakeClock()
+	c := mustNew(t, Config[int, int]{MaxEntries: 100, Shards: 1, Now: clock.Now})
+	for k := range 10 {
+		c.SetWithTTL(k, k, 0, time.Second)
+	}
+	for k := range 5 {
+		c.SetWithTTL(k, -k, 0, time.Minute) // in place
+	}
+	clock.Advance(2 * time.Second)
+	if n := c.Sweep(); n != 5 {
+		t.Fatalf("Sweep removed %d, want the 5 entries not extended", n)
+	}
+	checkInvariants(t, c)
+	for k := range 5 {
+		if v, ok := c.Get(k); !ok || v != -k {
+			t.Fatalf("extended key %d: %d, %v", k, v, ok)
+		}
+	}
+	clock.Advance(time.Minute)
+	if n := c.Sweep(); n != 5 || c.Len() != 0 {
+		t.Fatalf("Sweep removed %d, Len %d", n, c.Len())
+	}
+	if st := c.Stats(); st.Expirations != 10 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestConcurrentUpdatesInPlace has writers update a small key set in
+// place and through the locked path (new costs, TTLs), with deletes,
+// expiries and sweeps, while readers check that every value they get was
+// written for its key; run with -race it also checks the atomics of the
+// three kinds of value.
+func TestConcurrentUpdatesInPlace(t *testing.T) {
+	t.Run("word", func(t *testing.T) {
+		testConcurrentUpdates(t, func(k, i int) int { return k<<20 | i }, func(v int) int { return v >> 20 })
+	})
+	t.Run("pointer", func(t *testing.T) {
+		testConcurrentUpdates(t, func(k, i int) *[2]int { return &[2]int{k, i} }, func(v *[2]int) int { return v[0] })
+	})
+	t.Run("boxed", func(t *testing.T) {
+		testConcurrentUpdates(t, func(k, i int) string { return fmt.Sprint(k, "/", i) }, func(v string) int {
+			var k, i int
+			fmt.Sscanf(v, "%d/%d", &k, &i)
+			return k
+		})
+	})
+}
+
+func testConcurrentUpdates[V any](t *testing.T, val func(k, i int) V, keyOf func(V) int) {
+	clock := newFakeClock()
+	c := mustNew(t, Config[int, V]{MaxEntries: 64, Shards: 2, Now: clock.Now})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(g), 11))
+			for i := range 20_000 {
+				k := r.IntN(80)
+				switch op := r.IntN(100); {
+				case op < 50:
+					if v, ok := c.Get(k); ok && keyOf(v) != k {
+						t.Errorf("Get(%d) returned a value of key %d", k, keyOf(v))
+						return
+					}
+				case op < 85:
+					c.Set(k, val(k, i), 1)
+				case op < 90:
+					c.Set(k, val(k, i), 2)
+				case op < 96:
+					c.SetWithTTL(k, val(k, i), 1, time.Duration(1+r.IntN(3))*time.Second)
+				case op < 98:
+					c.Delete(k)
+				case op < 99:
+					clock.Advance(time.Second)
+				default:
+					c.Sweep()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	checkInvariants(t, c)
+	st := c.Stats()
+	if st.Entries > 64 || st.Entries != c.Len() || st.Sets == 0 || st.Hits == 0 {
+		t.Fatalf("stats %+v, Len %d", st, c.Len())
+	}
+}
+
+// TestRemovalMarks checks the marks that order updates in place against
+// removals: a reader that finds a marked entry still in the table (the
+// moment between a writer's mark and its unpublishing) misses, an update
+// in place of it takes the locked path, and an update whose value is
+// stored before the mark stands unless the mark is an expiry.
+func TestRemovalMarks(t *testing.T) {
+	clock := newFakeClock()
+	c := mustNew(t, Config[string, int]{MaxEntries: 10, Now: clock.Now})
+	c.Set("k", 1, 0)
+	e := entryFor(c, "k")
+	s := c.shardOf(e.Hash)
+	s.mu.Lock()
+	e.markRemoved()
+	s.mu.Unlock()
+	if v, ok := c.Get("k"); ok {
+		t.Fatalf("Get of a removed entry = %d", v)
+	}
+	if !c.Set("k", 2, 0) || entryFor(c, "k") == e {
+		t.Fatal("an update of a removed entry was applied to it")
+	}
+	if v, ok := c.Get("k"); !ok || v != 2 {
+		t.Fatalf("Get after re-set = %d, %v", v, ok)
+	}
+	checkInvariants(t, c)
+
+	n := newEntry(valueWord, "x", 1, 5, 1, 0)
+	n.store(valueWord, 6)
+	n.markRemoved()
+	if !n.commitInPlace(0) || n.load(valueWord) != 6 {
+		t.Fatal("an update in place ordered before a removal did not stand")
+	}
+	now := clock.Now().UnixNano()
+	x := newEntry(valueWord, "x", 1, 5, 1, now+10)
+	if x.markExpired(now) {
+		t.Fatal("marked expired before its time")
+	}
+	if !x.commitInPlace(now+20) || x.expire.Load() != now+20 {
+		t.Fatal("the expiry did not move later")
+	}
+	if !x.commitInPlace(now+15) || x.expire.Load() != now+20 {
+		t.Fatal("the expiry moved earlier")
+	}
+	if !x.markExpired(now+30) || x.commitInPlace(now+40) {
+		t.Fatal("an update in place of an expired entry stood")
+	}
+	if dead(now) || !dead(x.expire.Load()) {
+		t.Fatal("dead() is wrong")
 	}
 }

@@ -54,16 +54,27 @@ type slot[K comparable, V any] struct {
 }
 
 // entry is a published key-value pair together with its policy node: one
-// allocation per stored key. Key, Hash, value and expire never change after
-// the entry is published; the embedded Node's other fields belong to the
-// policy and are only touched under the shard's mutex (readers do not read
-// them). An update publishes a new entry and moves the policy's links to
-// its node (see Node.transplant). The node records the entry's slot
-// (Node.slot), so that evicting it needs no probe.
+// allocation per stored key. Key, Hash and Cost never change after the
+// entry is published; the value and the expiry time change only through
+// an update in place (Cache.setInPlace: atomic stores, the expiry only
+// later). The embedded Node's other fields belong to the policy and are
+// only touched under the shard's mutex (readers do not read them). An
+// update that changes the cost or moves the expiry earlier publishes a new
+// entry and moves the policy's links to its node (see Node.transplant).
+// The node records the entry's slot (Node.slot), so that evicting it needs
+// no probe.
 type entry[K comparable, V any] struct {
 	Node[K]
-	value  V
-	expire int64 // Unix nanoseconds; 0: never
+	// value is the value the entry was published with. For values that
+	// fit one machine word (see valueKind) an update in place replaces it
+	// atomically; other values never change, and the entry is allocated
+	// as a boxedEntry whose box holds the value of the latest update in
+	// place.
+	value V
+	// expire is the expiry time in Unix nanoseconds, 0 for none. An
+	// update in place only moves it later; removedMark and expiredMark
+	// mark an entry that a writer removed (see value.go).
+	expire atomic.Int64
 }
 
 // newTable returns an empty table with room for about n entries.
