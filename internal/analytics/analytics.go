@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/blueprint-media/blueprint/internal/blob"
+	"github.com/blueprint-media/blueprint/internal/queue"
 	"github.com/blueprint-media/blueprint/internal/ratelimit"
 	"github.com/blueprint-media/blueprint/internal/sqlstore"
 )
@@ -199,7 +200,7 @@ func (s *Service) ensureStream(ctx context.Context) (jetstream.Stream, error) {
 	if s.stream != nil {
 		return s.stream, nil
 	}
-	st, err := s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	st, err := queue.EnsureStream(ctx, s.js, jetstream.StreamConfig{
 		Name:       StreamName,
 		Subjects:   []string{subject},
 		Retention:  jetstream.LimitsPolicy,

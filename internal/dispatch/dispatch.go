@@ -218,14 +218,14 @@ func (d *Dispatcher) EnsureStreams(ctx context.Context) error {
 		return err
 	}
 	js := d.q.JetStream()
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	st, err := queue.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name: Stream, Subjects: []string{laneSubj + ">"}, Retention: jetstream.WorkQueuePolicy,
 		Storage: jetstream.FileStorage, Duplicates: dedupeSpan, MaxAge: RetainCopies,
 	})
 	if err != nil {
 		return fmt.Errorf("dispatch: stream %s: %w", Stream, err)
 	}
-	dlq, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	dlq, err := queue.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name: DLQStream, Subjects: []string{dlqSubj + ">"}, Retention: jetstream.LimitsPolicy,
 		Storage: jetstream.FileStorage, MaxAge: 30 * 24 * time.Hour, Duplicates: dedupeSpan,
 	})

@@ -59,7 +59,7 @@ type Event struct {
 
 // EnsureStream creates or updates the event stream.
 func EnsureStream(ctx context.Context, q *queue.Queue) (jetstream.Stream, error) {
-	st, err := q.JetStream().CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	st, err := queue.EnsureStream(ctx, q.JetStream(), jetstream.StreamConfig{
 		Name:       StreamName,
 		Subjects:   []string{subjectPrefix + ">"},
 		Retention:  jetstream.LimitsPolicy,

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -150,7 +151,7 @@ func Connect(ctx context.Context, url string, local *Broker, logger *slog.Logger
 		nc.Close()
 		return nil, fmt.Errorf("queue: %w", err)
 	}
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	stream, err := EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:       StreamName,
 		Subjects:   []string{subjectPrefix + ">"},
 		Retention:  jetstream.WorkQueuePolicy,
@@ -162,6 +163,24 @@ func Connect(ctx context.Context, url string, local *Broker, logger *slog.Logger
 		return nil, fmt.Errorf("queue: stream %s: %w", StreamName, err)
 	}
 	return &Queue{nc: nc, js: js, stream: stream, logger: logger}, nil
+}
+
+// EnsureStream creates the stream, or updates it when its configuration
+// differs in subjects, retention, storage, de-duplication window, age
+// limit or largest message. A stream that is already as wanted is left alone: an update
+// beside a consumer being created races inside nats-server 2.15
+// (fileStore.UpdateConfig against ConsumerStore, seen by the race
+// detector), and every process ensures the streams it uses at start.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	if st, err := js.Stream(ctx, cfg.Name); err == nil {
+		have := st.CachedInfo().Config
+		if slices.Equal(have.Subjects, cfg.Subjects) && have.Retention == cfg.Retention && have.Storage == cfg.Storage &&
+			have.Duplicates == cfg.Duplicates && have.MaxAge == cfg.MaxAge &&
+			(have.MaxMsgSize == cfg.MaxMsgSize || cfg.MaxMsgSize == 0 && have.MaxMsgSize < 0) {
+			return st, nil
+		}
+	}
+	return js.CreateOrUpdateStream(ctx, cfg)
 }
 
 // JetStream returns the JetStream context of the connection, for packages

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func startBroker(t *testing.T, dir, addr string) *Broker {
@@ -152,4 +154,42 @@ func TestUnackedJobIsRedeliveredAfterBrokerRestart(t *testing.T) {
 	defer c2.Stop(ctx)
 	waitFor(t, "redelivery after restart", func() bool { return got.Load() == 1 })
 	waitFor(t, "queue drained", func() bool { d, _ := q2.Depth(ctx); return d == 0 })
+}
+
+// TestEnsureStream: a missing stream is created, the same configuration
+// again changes nothing, a changed one is applied, and streams ensured
+// while consumers are created beside them (every process does both at
+// start) stay race-free.
+func TestEnsureStream(t *testing.T) {
+	ctx := context.Background()
+	b := startBroker(t, t.TempDir(), "")
+	defer b.Stop(ctx)
+	q, err := Connect(ctx, "", b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	cfg := jetstream.StreamConfig{Name: "ENSURE", Subjects: []string{"ensure.>"}, Storage: jetstream.FileStorage, Duplicates: time.Minute, MaxAge: time.Hour}
+	for range 2 {
+		st, err := EnsureStream(ctx, q.JetStream(), cfg)
+		if err != nil || st.CachedInfo().Config.MaxAge != time.Hour {
+			t.Fatalf("EnsureStream: %v", err)
+		}
+	}
+	cfg.MaxAge = 2 * time.Hour
+	if st, err := EnsureStream(ctx, q.JetStream(), cfg); err != nil || st.CachedInfo().Config.MaxAge != 2*time.Hour {
+		t.Fatalf("a changed MaxAge was not applied: %v", err)
+	}
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			if _, err := EnsureStream(ctx, q.JetStream(), cfg); err != nil {
+				t.Error(err)
+			}
+			if _, err := q.JetStream().CreateOrUpdateConsumer(ctx, "ENSURE", jetstream.ConsumerConfig{Durable: fmt.Sprint("c", i), AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
 }
