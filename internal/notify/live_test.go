@@ -109,6 +109,10 @@ func TestUploadBroadcastDeliveredOnce(t *testing.T) {
 	r2 := e.stream(t, fan3, "1")
 	r2.next(t)
 	r2.next(t)
+	// fan3's first stream: the registry learns of it from the hub's
+	// presence message, asynchronously; the unfollow below resyncs only
+	// streams the registry knows.
+	waitFor(t, "the registry", func() bool { return len(e.reg.Lookup(fan3)) == 1 })
 	if ev := r2.next(t); ev.name != "notification" || ev.id == ids[0] {
 		t.Fatalf("resumed stream got %+v, want the inbox copy", ev)
 	}
