@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"net/url"
@@ -64,7 +63,7 @@ func (a *App) startShards(ctx context.Context) (*shard.Router, []shardStore, err
 		return nil, nil, fmt.Errorf("app: database.shard_catalog: %w (a new catalog needs clusters: blueprint db move-shard --catalog URL --add-cluster NAME=postgres://…)", err)
 	}
 	a.onStop(r.Stop)
-	mainID, err := serverIdentity(ctx, a.db.W)
+	mainID, err := shard.DatabaseIdentity(ctx, a.db.W)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -81,7 +80,7 @@ func (a *App) startShards(ctx context.Context) (*shard.Router, []shardStore, err
 		if err != nil {
 			return nil, nil, fmt.Errorf("app: shard cluster %s: %w", name, err)
 		}
-		id, err := serverIdentity(ctx, db.W)
+		id, err := shard.DatabaseIdentity(ctx, db.W)
 		if err != nil {
 			db.Close()
 			return nil, nil, fmt.Errorf("app: shard cluster %s: %w", name, err)
@@ -121,21 +120,6 @@ func moveEventIDs(ctx context.Context, db *sql.DB, base int64) error {
 	}
 	_, err := db.ExecContext(ctx, `SELECT setval($1::regclass, $2)`, seq, base)
 	return err
-}
-
-// serverIdentity names a PostgreSQL database uniquely: the server's
-// system identifier and the database's name.
-func serverIdentity(ctx context.Context, db *sql.DB) (string, error) {
-	var sys int64
-	var name string
-	err := db.QueryRowContext(ctx, `SELECT system_identifier, current_database() FROM pg_control_system()`).Scan(&sys, &name)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", errors.New("app: pg_control_system() returned nothing")
-	}
-	if err != nil {
-		return "", fmt.Errorf("app: server identity: %w", err)
-	}
-	return fmt.Sprintf("%d/%s", sys, name), nil
 }
 
 // shardRelays returns the outbox relays of the shard clusters, for the

@@ -202,15 +202,11 @@ func dbMigrate(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	src, err := migrateSource(ctx, own, rest, stderr)
-	if err != nil {
-		return 1
+	src, code := migrateSource(ctx, own, rest, stderr, sqlstore.SQLite, "the source is already PostgreSQL; give --from sqlite:PATH")
+	if src == nil {
+		return code
 	}
 	defer src.Close()
-	if src.Dialect != sqlstore.SQLite {
-		fmt.Fprintln(stderr, "blueprint db migrate: the source is already PostgreSQL; give --from sqlite:PATH")
-		return 2
-	}
 	fmt.Fprintf(stderr, "copying %s to %s\n", src.Path(), sqlstore.Redact(to))
 	dst, err := sqlstore.OpenPostgres(ctx, to)
 	if err != nil {
@@ -249,15 +245,11 @@ func dbSpread(own map[string]string, rest []string, stdout, stderr io.Writer) in
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	src, err := migrateSource(ctx, own, rest, stderr)
-	if err != nil {
-		return 1
+	src, code := migrateSource(ctx, own, rest, stderr, sqlstore.Postgres, "--to-shards moves a PostgreSQL store; move a SQLite one with --to first")
+	if src == nil {
+		return code
 	}
 	defer src.Close()
-	if src.Dialect != sqlstore.Postgres {
-		fmt.Fprintln(stderr, "blueprint db migrate: --to-shards moves a PostgreSQL store; move a SQLite one with --to first")
-		return 2
-	}
 	cat, err := shard.OpenCatalog(ctx, catURL)
 	if err != nil {
 		fmt.Fprintln(stderr, "blueprint db migrate: catalog:", err)
@@ -308,9 +300,11 @@ func batchFlag(own map[string]string, stderr io.Writer) (int, bool) {
 	return n, true
 }
 
-// migrateSource opens the store db migrate reads from: --from, else the
-// configured one. It prints the error it returns.
-func migrateSource(ctx context.Context, own map[string]string, rest []string, stderr io.Writer) (*sqlstore.DB, error) {
+// migrateSource opens the store db migrate reads from — --from, else the
+// configured one — and checks that it runs on dialect. On failure it
+// prints why (wrong: the message for another dialect) and returns nil and
+// the exit code.
+func migrateSource(ctx context.Context, own map[string]string, rest []string, stderr io.Writer, dialect, wrong string) (*sqlstore.DB, int) {
 	var src *sqlstore.DB
 	var err error
 	if from := own["from"]; from != "" {
@@ -320,6 +314,12 @@ func migrateSource(ctx context.Context, own map[string]string, rest []string, st
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "blueprint db migrate: source:", err)
+		return nil, 1
 	}
-	return src, err
+	if src.Dialect != dialect {
+		src.Close()
+		fmt.Fprintln(stderr, "blueprint db migrate:", wrong)
+		return nil, 2
+	}
+	return src, 0
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/blueprint-media/blueprint/internal/errs"
+	"github.com/blueprint-media/blueprint/internal/sqlstore"
 	"github.com/blueprint-media/blueprint/internal/sqlstore/shard"
 )
 
@@ -133,7 +134,7 @@ func printMap(ctx context.Context, cat *shard.Catalog, stdout, stderr io.Writer)
 	for _, name := range m.ClusterNames() {
 		cc := m.Clusters[name]
 		owned := m.ShardsOf(name)
-		fmt.Fprintf(stdout, "cluster %s  primary %s  replicas %d  shards %d: %s\n", name, shard.RedactURL(cc.Primary), len(cc.Replicas), len(owned), shard.Ranges(owned))
+		fmt.Fprintf(stdout, "cluster %s  primary %s  replicas %d  shards %d: %s\n", name, sqlstore.Redact(cc.Primary), len(cc.Replicas), len(owned), shard.Ranges(owned))
 	}
 	for s, st := range m.State {
 		if st != shard.StateActive {

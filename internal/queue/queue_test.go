@@ -23,6 +23,20 @@ func startBroker(t *testing.T, dir, addr string) *Broker {
 	return b
 }
 
+// startQueue starts a broker in a temp dir and connects to it; both stop
+// when the test ends.
+func startQueue(t *testing.T) *Queue {
+	t.Helper()
+	b := startBroker(t, t.TempDir(), "")
+	t.Cleanup(func() { b.Stop(context.Background()) })
+	q, err := Connect(context.Background(), "", b, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(q.Close)
+	return q
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
@@ -36,13 +50,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestPublishConsumeDedup(t *testing.T) {
 	ctx := context.Background()
-	b := startBroker(t, t.TempDir(), "")
-	defer b.Stop(ctx)
-	q, err := Connect(ctx, "", b, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q := startQueue(t)
 	for i := range 10 {
 		for range 2 { // every job published twice: stored once
 			if err := q.Publish(ctx, "test", fmt.Sprint("job-", i), map[string]int{"n": i}); err != nil {
@@ -80,13 +88,7 @@ func TestPublishConsumeDedup(t *testing.T) {
 
 func TestRetryAndPermanent(t *testing.T) {
 	ctx := context.Background()
-	b := startBroker(t, t.TempDir(), "")
-	defer b.Stop(ctx)
-	q, err := Connect(ctx, "", b, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q := startQueue(t)
 	q.Publish(ctx, "flaky", "flaky-1", map[string]string{"kind": "flaky"})
 	q.Publish(ctx, "flaky", "poison-1", map[string]string{"kind": "poison"})
 	var flaky, poison atomic.Int32
@@ -162,13 +164,7 @@ func TestUnackedJobIsRedeliveredAfterBrokerRestart(t *testing.T) {
 // start) stay race-free.
 func TestEnsureStream(t *testing.T) {
 	ctx := context.Background()
-	b := startBroker(t, t.TempDir(), "")
-	defer b.Stop(ctx)
-	q, err := Connect(ctx, "", b, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q := startQueue(t)
 	cfg := jetstream.StreamConfig{Name: "ENSURE", Subjects: []string{"ensure.>"}, Storage: jetstream.FileStorage, Duplicates: time.Minute, MaxAge: time.Hour}
 	for range 2 {
 		st, err := EnsureStream(ctx, q.JetStream(), cfg)

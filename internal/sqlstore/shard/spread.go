@@ -83,13 +83,13 @@ func Spread(ctx context.Context, src *sql.DB, cat *Catalog, opts SpreadOptions) 
 	}
 	// A cluster that is the source database itself already holds its
 	// rows where they belong: they are neither copied nor deleted.
-	srcID, err := databaseIdentity(ctx, src)
+	srcID, err := DatabaseIdentity(ctx, src)
 	if err != nil {
 		return res, err
 	}
 	self := ""
 	for name, p := range pools {
-		id, err := databaseIdentity(ctx, p)
+		id, err := DatabaseIdentity(ctx, p)
 		if err != nil {
 			return res, fmt.Errorf("shard: cluster %s: %w", name, err)
 		}
@@ -340,9 +340,9 @@ func queryStrings(ctx context.Context, db *sql.DB, q string, args ...any) ([]str
 	return out, rows.Err()
 }
 
-// databaseIdentity names a database uniquely: its server's system
-// identifier and its name.
-func databaseIdentity(ctx context.Context, db *sql.DB) (string, error) {
+// DatabaseIdentity names a PostgreSQL database uniquely: its server's
+// system identifier and its name (two URLs may name the same database).
+func DatabaseIdentity(ctx context.Context, db *sql.DB) (string, error) {
 	var sys int64
 	var name string
 	if err := db.QueryRowContext(ctx, `SELECT system_identifier, current_database() FROM pg_control_system()`).Scan(&sys, &name); err != nil {

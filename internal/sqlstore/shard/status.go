@@ -3,8 +3,9 @@ package shard
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"strings"
+
+	"github.com/blueprint-media/blueprint/internal/sqlstore"
 )
 
 // ClusterStatus is one cluster as an operator sees it.
@@ -32,7 +33,7 @@ func (r *Router) Status(ctx context.Context) (Status, error) {
 	for _, name := range m.ClusterNames() {
 		cc := m.Clusters[name]
 		owned := m.ShardsOf(name)
-		st.Clusters = append(st.Clusters, ClusterStatus{Name: name, Primary: RedactURL(cc.Primary), Replicas: len(cc.Replicas), Shards: len(owned), Ranges: Ranges(owned)})
+		st.Clusters = append(st.Clusters, ClusterStatus{Name: name, Primary: sqlstore.Redact(cc.Primary), Replicas: len(cc.Replicas), Shards: len(owned), Ranges: Ranges(owned)})
 	}
 	for s, state := range m.State {
 		if state == StatePaused {
@@ -69,17 +70,4 @@ func Ranges(s []int32) string {
 		i = j + 1
 	}
 	return b.String()
-}
-
-// RedactURL returns a connection URL with its password replaced, or a
-// placeholder when it does not parse (it may hold a password anywhere).
-func RedactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" {
-		return "(not a URL: hidden)"
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "redacted")
-	}
-	return u.String()
 }
