@@ -19,8 +19,8 @@ import (
 // A comment's ID is issued in its video's logical shard, so the ID alone
 // names the shard and, through the shard map, the PostgreSQL cluster that
 // holds the row; a like lives in its video's shard. Likes work as comments
-// do below (video.liked / video.unliked events, the count returned to the
-// caller counted on the cluster, which holds all of the video's likes). The comment and its event (comment.created or
+// do below (video.liked / video.unliked events); the count returned to the
+// caller is the video's row in like_counts on the same cluster (likeCount). The comment and its event (comment.created or
 // comment.deleted) commit together on that cluster; the cluster's own
 // outbox relay publishes the event. The video and the author stay in the
 // main database: they are read there before the write, and the video's
@@ -75,7 +75,11 @@ func (s *Service) setShardedLike(ctx context.Context, user, video int64, like bo
 			return err
 		}
 		changed, _ := res.RowsAffected()
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM likes WHERE shard = ? AND video_id = ?`, h.Shard(), video).Scan(&count); err != nil {
+		delta := changed
+		if !like {
+			delta = -changed
+		}
+		if count, err = likeCount(ctx, tx, h.Shard(), video, delta); err != nil {
 			return err
 		}
 		switch {
@@ -88,6 +92,27 @@ func (s *Service) setShardedLike(ctx context.Context, user, video int64, like bo
 		return nil
 	})
 	return count, liked, err
+}
+
+// likeCount adds delta to video's row in like_counts and returns the
+// count. A video without a row yet (its first like or unlike since
+// sharding, or likes moved in by db migrate --to-shards) gets one from
+// COUNT(*) of its likes, which already include this transaction's change;
+// a concurrent transaction that created the row first is then added to.
+func likeCount(ctx context.Context, tx *sql.Tx, shard int, video, delta int64) (int64, error) {
+	var n int64
+	err := tx.QueryRowContext(ctx, `UPDATE like_counts SET likes = likes + ? WHERE shard = ? AND video_id = ? RETURNING likes`, delta, shard, video).Scan(&n)
+	if !errors.Is(err, sql.ErrNoRows) {
+		return n, err
+	}
+	err = tx.QueryRowContext(ctx, `INSERT INTO like_counts(shard, video_id, likes)
+		SELECT ?, ?, COUNT(*) FROM likes WHERE shard = ? AND video_id = ?
+		ON CONFLICT (shard, video_id) DO NOTHING RETURNING likes`, shard, video, shard, video).Scan(&n)
+	if !errors.Is(err, sql.ErrNoRows) {
+		return n, err
+	}
+	err = tx.QueryRowContext(ctx, `UPDATE like_counts SET likes = likes + ? WHERE shard = ? AND video_id = ? RETURNING likes`, delta, shard, video).Scan(&n)
+	return n, err
 }
 
 // addShardedComment writes c (ID set) on its shard's cluster.

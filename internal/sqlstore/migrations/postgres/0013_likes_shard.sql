@@ -8,3 +8,13 @@ ALTER TABLE likes DROP CONSTRAINT IF EXISTS likes_pkey;
 ALTER TABLE likes ADD PRIMARY KEY (shard, video_id, user_id);
 ALTER TABLE likes DROP CONSTRAINT IF EXISTS likes_video_id_fkey;
 ALTER TABLE likes DROP CONSTRAINT IF EXISTS likes_user_id_fkey;
+
+-- Each sharded video's like count on its cluster (Config.Shards only),
+-- moved with its shard: created from COUNT(*) at the video's first like or
+-- unlike after sharding, then changed by each like and unlike.
+CREATE TABLE like_counts (
+	shard    INTEGER NOT NULL,
+	video_id BIGINT NOT NULL,
+	likes    BIGINT NOT NULL,
+	PRIMARY KEY (shard, video_id)
+);
