@@ -32,13 +32,7 @@ import (
 // readyOwner returns the owner of video, read in the main database,
 // NotFound unless the video is ready.
 func (s *Service) readyOwner(ctx context.Context, video int64) (int64, error) {
-	var owner int64
-	var status string
-	err := s.db.R.QueryRowContext(ctx, `SELECT user_id, status FROM videos WHERE id = ?`, video).Scan(&owner, &status)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && status != "ready") {
-		return 0, errs.E(errs.NotFound, "no video with id %d", video)
-	}
-	return owner, err
+	return videoOwner(ctx, s.db.R, video)
 }
 
 // shardReader returns the pool to read video's shard from.

@@ -392,7 +392,9 @@ func (s *Service) Feed(ctx context.Context, user, before int64, limit int) ([]in
 
 // ---- likes ----
 
-func videoOwner(ctx context.Context, tx *sql.Tx, video int64) (int64, error) {
+func videoOwner(ctx context.Context, tx interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}, video int64) (int64, error) {
 	var owner int64
 	var status string
 	err := tx.QueryRowContext(ctx, `SELECT user_id, status FROM videos WHERE id = ?`, video).Scan(&owner, &status)
